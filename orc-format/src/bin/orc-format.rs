@@ -1,0 +1,157 @@
+//! `orc-format`: build, dump, summarise and check arm64 ORC tables.
+//!
+//! Exit status: 0 success, 1 `check` found mismatches, 2 the input could not be used.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use orc_format::generate::{self, ElfImage, GenError};
+use orc_format::{Kind, TableFile};
+
+#[derive(Parser)]
+#[command(version, about = "arm64 ORC tables from DWARF CFI: build, dump, stats, check")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build an ORC table file from an aarch64 ELF's .debug_frame/.eh_frame.
+    Build {
+        elf: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Print a table's header and entries, or only the entry that covers --pc.
+    Dump {
+        table: PathBuf,
+        /// Address to look up (hex with 0x, or decimal).
+        #[arg(long, value_parser = parse_addr)]
+        pc: Option<u64>,
+    },
+    /// Coverage and size figures for an ELF (generates in memory) or a table file.
+    Stats { file: PathBuf },
+    /// Compare a table with the ELF's CFI at every instruction; lists mismatches.
+    Check { elf: PathBuf, table: PathBuf },
+}
+
+fn parse_addr(s: &str) -> Result<u64, String> {
+    let r = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => s.parse(),
+    };
+    r.map_err(|e| format!("bad address `{s}`: {e}"))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn table_file<'a>(bytes: &'a [u8], path: &Path) -> Result<TableFile<'a>, String> {
+    TableFile::parse(bytes).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn err(p: &Path) -> impl Fn(GenError) -> String + '_ {
+    move |e| format!("{}: {e}", p.display())
+}
+
+fn run(cli: Cli) -> Result<ExitCode, String> {
+    match cli.cmd {
+        Cmd::Build { elf, output } => {
+            let bytes = generate::read_file(&elf).map_err(err(&elf))?;
+            let image = ElfImage::parse(&bytes).map_err(err(&elf))?;
+            let generated = generate::generate(&image).map_err(err(&elf))?;
+            let out = generated.to_file_bytes().map_err(err(&elf))?;
+            std::fs::write(&output, &out).map_err(|e| format!("{}: {e}", output.display()))?;
+            let s = &generated.stats;
+            println!(
+                "{}: {} entries from {} FDEs, {} bytes; {} unsupported rows; {} functions without CFI",
+                output.display(),
+                s.entries,
+                s.fdes_used,
+                out.len(),
+                s.unsupported.values().sum::<u64>(),
+                s.functions_without_cfi.len()
+            );
+        }
+        Cmd::Dump { table, pc } => {
+            let bytes = generate::read_file(&table).map_err(err(&table))?;
+            let file = table_file(&bytes, &table)?;
+            match pc {
+                Some(pc) => match file.table.find(pc) {
+                    Some((ip, e)) => println!("{pc:#x}: entry at {ip:#x} (+{:#x}): {e}", pc - ip),
+                    None => println!("{pc:#x}: no entry (below the table)"),
+                },
+                None => {
+                    println!("format v{} layout {:#018x}", file.format.version, file.format.layout_hash);
+                    println!("build-id {}", hex(file.build_id()));
+                    println!("{} entries, index {}", file.table.len(), file.table.index().map_or("none".into(), |ix| format!("{} blocks from {:#x}", ix.words.len() / 4 - 1, ix.base)));
+                    for (ip, e) in file.table.iter() {
+                        println!("{ip:#x}: {e}");
+                    }
+                }
+            }
+        }
+        Cmd::Stats { file } => {
+            let bytes = generate::read_file(&file).map_err(err(&file))?;
+            if bytes.starts_with(&orc_format::file::MAGIC) {
+                let t = table_file(&bytes, &file)?;
+                let mut kinds: BTreeMap<String, u64> = BTreeMap::new();
+                for (_, e) in t.table.iter() {
+                    let k = match e.kind() {
+                        Some(Kind::Undefined) => "undefined",
+                        Some(Kind::EndOfStack) => "end_of_stack",
+                        Some(Kind::Call) if e.sp_reg() == Some(orc_format::Reg::Fp) => "call (CFA on x29)",
+                        Some(Kind::Call) => "call (CFA on sp)",
+                        Some(Kind::Regs) => "regs",
+                        Some(Kind::RegsPartial) => "regs_partial",
+                        None => "reserved",
+                    };
+                    *kinds.entry(k.into()).or_default() += 1;
+                }
+                println!("table {}: {} entries, {} bytes, build-id {}", file.display(), t.table.len(), bytes.len(), hex(t.build_id()));
+                for (k, n) in kinds {
+                    println!("    {n:>8}  {k}");
+                }
+            } else {
+                let image = ElfImage::parse(&bytes).map_err(err(&file))?;
+                let generated = generate::generate(&image).map_err(err(&file))?;
+                print!("{}", generated.stats);
+            }
+        }
+        Cmd::Check { elf, table } => {
+            let elf_bytes = generate::read_file(&elf).map_err(err(&elf))?;
+            let image = ElfImage::parse(&elf_bytes).map_err(err(&elf))?;
+            let table_bytes = generate::read_file(&table).map_err(err(&table))?;
+            let file = table_file(&table_bytes, &table)?;
+            if !image.build_id.is_empty() && file.build_id() != image.build_id.as_slice() {
+                return Err(format!("{} was built from build-id {}, {} has {}", table.display(), hex(file.build_id()), elf.display(), hex(&image.build_id)));
+            }
+            let report = generate::check(&image, &file.table).map_err(err(&elf))?;
+            for m in &report.mismatches {
+                println!("mismatch {m}");
+            }
+            println!(
+                "checked {} addresses with CFI and {} without: {} mismatches",
+                report.cfi_addresses, report.gap_addresses, report.mismatch_count
+            );
+            if report.mismatch_count > 0 {
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(msg) => {
+            eprintln!("orc-format: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! The table file: a fixed header followed by the three parts, readable in place from a `&[u8]`.
+//!
+//! ```text
+//! off size field
+//!   0    8 magic "ORCWALK\0"
+//!   8    4 format version            (FormatId::version)
+//!  12    4 header length             (80 in this version; parts start here)
+//!  16    8 layout hash               (FormatId::layout_hash)
+//!  24    8 ip_table_addr             (address slot 0 of the ip table stands for; ip = slot + *slot)
+//!  32    8 index base                (text address of index block 0)
+//!  40    4 entry count n
+//!  44    4 index block count m       (0 = no index)
+//!  48    1 build-id length (0..=20)
+//!  49   20 build-id of the ELF the table was made from
+//!  69   11 reserved, zero
+//!  80   4n .orc_unwind_ip  (i32 LE)
+//!      8n .orc_unwind      (8-byte entries)
+//!  4(m+1) lookup index     (u32 LE, only when m > 0)
+//! ```
+//! All integers are little-endian. Nothing in the body needs alignment: fields are decoded with
+//! `from_le_bytes`, so a table can be used straight from wherever it was loaded.
+
+use crate::table::{IP_SIZE, IndexParts, OrcTable};
+use crate::entry::ENTRY_SIZE;
+use crate::{FormatId, TableError};
+
+pub const MAGIC: [u8; 8] = *b"ORCWALK\0";
+pub const HEADER_SIZE: usize = 80;
+pub const MAX_BUILD_ID: usize = 20;
+
+/// A parsed table file: the validated table plus the identity of the image it describes.
+#[derive(Clone, Copy, Debug)]
+pub struct TableFile<'a> {
+    pub table: OrcTable<'a>,
+    pub format: FormatId,
+    build_id: [u8; MAX_BUILD_ID],
+    build_id_len: u8,
+}
+
+fn field<const N: usize>(bytes: &[u8], off: usize) -> Result<[u8; N], TableError> {
+    let end = off.checked_add(N).ok_or(TableError::BadHeader { field: "offset" })?;
+    let slice = bytes.get(off..end).ok_or(TableError::Truncated {
+        part: "header",
+        needed: HEADER_SIZE as u64,
+        available: bytes.len() as u64,
+    })?;
+    let mut out = [0u8; N];
+    out.copy_from_slice(slice);
+    Ok(out)
+}
+
+fn take<'a>(bytes: &'a [u8], at: &mut usize, len: u64, part: &'static str) -> Result<&'a [u8], TableError> {
+    let available = bytes.len().saturating_sub(*at) as u64;
+    let truncated = TableError::Truncated { part, needed: len, available };
+    let len = usize::try_from(len).map_err(|_| truncated)?;
+    let end = at.checked_add(len).ok_or(truncated)?;
+    let out = bytes.get(*at..end).ok_or(truncated)?;
+    *at = end;
+    Ok(out)
+}
+
+impl<'a> TableFile<'a> {
+    /// Parses and validates a whole table file. Trailing bytes are refused: they mean the
+    /// header's counts are not the ones the writer used.
+    pub fn parse(bytes: &'a [u8]) -> Result<TableFile<'a>, TableError> {
+        if bytes.len() < MAGIC.len() || field::<8>(bytes, 0)? != MAGIC {
+            return Err(TableError::BadMagic);
+        }
+        if bytes.len() < HEADER_SIZE {
+            return Err(TableError::Truncated { part: "header", needed: HEADER_SIZE as u64, available: bytes.len() as u64 });
+        }
+        let format = FormatId {
+            version: u32::from_le_bytes(field(bytes, 8)?),
+            layout_hash: u64::from_le_bytes(field(bytes, 16)?),
+        };
+        if format != FormatId::CURRENT {
+            return Err(TableError::FormatMismatch { version: format.version, layout_hash: format.layout_hash });
+        }
+        if u32::from_le_bytes(field(bytes, 12)?) as usize != HEADER_SIZE {
+            return Err(TableError::BadHeader { field: "header length" });
+        }
+        let ip_table_addr = u64::from_le_bytes(field(bytes, 24)?);
+        let index_base = u64::from_le_bytes(field(bytes, 32)?);
+        let n = u64::from(u32::from_le_bytes(field(bytes, 40)?));
+        let blocks = u64::from(u32::from_le_bytes(field(bytes, 44)?));
+        let build_id_len = field::<1>(bytes, 48)?[0];
+        if usize::from(build_id_len) > MAX_BUILD_ID {
+            return Err(TableError::BadHeader { field: "build-id length" });
+        }
+        let build_id = field::<MAX_BUILD_ID>(bytes, 49)?;
+        if field::<11>(bytes, 69)? != [0; 11] {
+            return Err(TableError::BadHeader { field: "reserved" });
+        }
+
+        let mut at = HEADER_SIZE;
+        let ips = take(bytes, &mut at, n * IP_SIZE as u64, ".orc_unwind_ip")?;
+        let entries = take(bytes, &mut at, n * ENTRY_SIZE as u64, ".orc_unwind")?;
+        let index = if blocks > 0 {
+            let words = take(bytes, &mut at, (blocks + 1) * 4, "lookup index")?;
+            Some(IndexParts { base: index_base, words })
+        } else {
+            None
+        };
+        if at != bytes.len() {
+            return Err(TableError::LengthMismatch { part: "file (trailing bytes)" });
+        }
+        let table = OrcTable::from_parts(ips, ip_table_addr, entries, index)?;
+        Ok(TableFile { table, format, build_id, build_id_len })
+    }
+
+    /// The GNU build-id of the ELF this table was generated from (empty if it had none).
+    pub fn build_id(&self) -> &[u8] {
+        self.build_id.get(..usize::from(self.build_id_len)).unwrap_or(&[])
+    }
+}
+
+/// Serialises a table. `ips` must be sorted and `entries` parallel to it; the result is then
+/// checked by parsing it back, so a writer bug cannot produce a file the reader would misread.
+#[cfg(feature = "std")]
+pub fn write(ips: &[u64], entries: &[crate::OrcEntry], build_id: &[u8], with_index: bool) -> Result<Vec<u8>, TableError> {
+    let n = u32::try_from(ips.len()).map_err(|_| TableError::BadHeader { field: "entry count" })?;
+    if entries.len() != ips.len() {
+        return Err(TableError::LengthMismatch { part: ".orc_unwind" });
+    }
+    let ip_table_addr = ips.first().copied().unwrap_or(0);
+    let (index_base, words) = match (with_index, ips.first(), ips.last()) {
+        (true, Some(&first), Some(&last)) => (first, crate::index::build(ips, first, last.saturating_add(1))),
+        _ => (0, Vec::new()),
+    };
+    let blocks = u32::try_from(words.len().saturating_sub(1)).map_err(|_| TableError::BadHeader { field: "index blocks" })?;
+    let build_id = build_id.get(..MAX_BUILD_ID.min(build_id.len())).unwrap_or(&[]);
+
+    let mut out = Vec::with_capacity(HEADER_SIZE + ips.len() * (IP_SIZE + ENTRY_SIZE) + words.len() * 4);
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&FormatId::CURRENT.version.to_le_bytes());
+    out.extend_from_slice(&(HEADER_SIZE as u32).to_le_bytes());
+    out.extend_from_slice(&FormatId::CURRENT.layout_hash.to_le_bytes());
+    out.extend_from_slice(&ip_table_addr.to_le_bytes());
+    out.extend_from_slice(&index_base.to_le_bytes());
+    out.extend_from_slice(&n.to_le_bytes());
+    out.extend_from_slice(&blocks.to_le_bytes());
+    out.push(build_id.len() as u8);
+    let mut id = [0u8; MAX_BUILD_ID];
+    id[..build_id.len()].copy_from_slice(build_id);
+    out.extend_from_slice(&id);
+    out.extend_from_slice(&[0; 11]);
+    debug_assert_eq!(out.len(), HEADER_SIZE);
+    for (i, &ip) in ips.iter().enumerate() {
+        let slot = ip_table_addr.wrapping_add((i * IP_SIZE) as u64);
+        let off = i32::try_from(ip.wrapping_sub(slot) as i64).map_err(|_| TableError::IpOverflow { index: i as u32 })?;
+        out.extend_from_slice(&off.to_le_bytes());
+    }
+    for e in entries {
+        out.extend_from_slice(&e.to_bytes());
+    }
+    if blocks > 0 {
+        for w in &words {
+            out.extend_from_slice(&w.to_le_bytes());
+        }
+    }
+    TableFile::parse(&out)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Kind, OrcEntry, Reg};
+    use quickcheck::quickcheck;
+
+    fn sample() -> Vec<u8> {
+        let call = OrcEntry::new(Kind::Call, Reg::Fp, 32, Reg::PrevSp, -32, Reg::PrevSp, -24, false);
+        write(&[0x10000, 0x10004, 0x10400], &[OrcEntry::end_of_stack(), call, OrcEntry::UNDEFINED], &[0xab; 20], true).unwrap()
+    }
+
+    #[test]
+    fn roundtrip_keeps_everything() {
+        let bytes = sample();
+        let f = TableFile::parse(&bytes).unwrap();
+        assert_eq!(f.build_id(), &[0xab; 20]);
+        assert_eq!(f.table.len(), 3);
+        assert_eq!(f.table.find(0x10010).unwrap().0, 0x10004);
+        assert_eq!(f.table.find(0x103ff).unwrap().0, 0x10004);
+        assert!(f.table.find(0x10400).unwrap().1.is_undefined());
+        assert!(f.table.find(0xffff).is_none());
+    }
+
+    #[test]
+    fn every_truncation_is_an_error() {
+        let bytes = sample();
+        for len in 0..bytes.len() {
+            assert!(TableFile::parse(&bytes[..len]).is_err(), "prefix of {len} bytes accepted");
+        }
+        let mut long = bytes.clone();
+        long.push(0);
+        assert_eq!(TableFile::parse(&long).unwrap_err(), TableError::LengthMismatch { part: "file (trailing bytes)" });
+    }
+
+    #[test]
+    fn foreign_formats_are_named() {
+        let mut b = sample();
+        b[16] ^= 1; // layout hash
+        assert!(matches!(TableFile::parse(&b), Err(TableError::FormatMismatch { .. })));
+        let mut b = sample();
+        b[0] = b'X';
+        assert_eq!(TableFile::parse(&b).unwrap_err(), TableError::BadMagic);
+        assert_eq!(TableFile::parse(b"\x7fELF\x02\x01\x01").unwrap_err(), TableError::BadMagic);
+    }
+
+    quickcheck! {
+        /// Any byte flipped anywhere: parsing returns (never panics), and what it accepts is
+        /// still a table that answers lookups.
+        fn corruption_never_panics(pos: usize, val: u8, pcs: Vec<u64>) -> bool {
+            let mut b = sample();
+            let i = pos % b.len();
+            b[i] = val;
+            if let Ok(f) = TableFile::parse(&b) {
+                for pc in pcs { let _ = f.table.find(pc); }
+            }
+            true
+        }
+
+        fn arbitrary_bytes_never_panic(body: Vec<u8>) -> bool {
+            let mut b = sample()[..HEADER_SIZE].to_vec();
+            b.extend_from_slice(&body);
+            let _ = TableFile::parse(&b);
+            let _ = TableFile::parse(&body);
+            true
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! `check ELF TABLE`: at every instruction of covered text, gimli's CFI row and the table's entry
+//! must say the same thing; in text without CFI the table must say nothing (or UNDEFINED).
+//!
+//! The comparison runs in the other direction from the generator: the table entry is decoded
+//! back into rules ([`Expect::from_entry`]) and compared with rules read off gimli's row
+//! ([`Expect::from_row`]), so a slip in the generator's mapping shows up as a mismatch here.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use gimli::{CfaRule, Register, RegisterRule, UnwindTableRow};
+
+use super::elf::ElfImage;
+use super::fde::{CfiSections, FdeHeader};
+use super::GenError;
+use crate::{Kind, OrcEntry, OrcTable, Reg};
+
+const INSN: u64 = 4;
+
+/// Where a register of the caller is found, as both DWARF and ORC can say it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Saved {
+    /// Still in the register (DWARF same-value / no rule; ORC reg UNDEFINED).
+    Live,
+    /// At CFA + offset.
+    At(i64),
+}
+
+/// What the unwinder may conclude at one address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// No usable rule.
+    Undefined,
+    /// Outermost frame.
+    EndOfStack,
+    Call { cfa_on_fp: bool, cfa_offset: i64, fp: Saved, ra: Saved, signal: bool },
+}
+
+impl Expect {
+    fn from_row(row: &UnwindTableRow<usize>, signal: bool) -> Expect {
+        let saved = |r: Option<RegisterRule<usize>>| match r {
+            None | Some(RegisterRule::SameValue) => Some(Saved::Live),
+            Some(RegisterRule::Offset(n)) if i16::try_from(n).is_ok() => Some(Saved::At(n)),
+            _ => None,
+        };
+        if row.register(Register(31)).is_some() {
+            return Expect::Undefined;
+        }
+        if row.register(Register(30)) == Some(RegisterRule::Undefined) {
+            return Expect::EndOfStack;
+        }
+        let (cfa_on_fp, cfa_offset) = match row.cfa() {
+            CfaRule::RegisterAndOffset { register: Register(31), offset } => (false, *offset),
+            CfaRule::RegisterAndOffset { register: Register(29), offset } => (true, *offset),
+            _ => return Expect::Undefined,
+        };
+        if i16::try_from(cfa_offset).is_err() {
+            return Expect::Undefined;
+        }
+        match (saved(row.register(Register(29))), saved(row.register(Register(30)))) {
+            (Some(fp), Some(ra)) => Expect::Call { cfa_on_fp, cfa_offset, fp, ra, signal },
+            _ => Expect::Undefined,
+        }
+    }
+
+    /// Decodes a table answer; `None` (no entry at all) means the same as UNDEFINED.
+    fn from_entry(e: Option<OrcEntry>) -> Expect {
+        let Some(e) = e else { return Expect::Undefined };
+        if e.is_undefined() {
+            return Expect::Undefined;
+        }
+        let saved = |reg, off: i16| match reg {
+            Some(Reg::Undefined) => Some(Saved::Live),
+            Some(Reg::PrevSp) => Some(Saved::At(i64::from(off))),
+            _ => None,
+        };
+        match e.kind() {
+            Some(Kind::EndOfStack) => Expect::EndOfStack,
+            Some(Kind::Call) => {
+                let cfa_on_fp = match e.sp_reg() {
+                    Some(Reg::Sp) => false,
+                    Some(Reg::Fp) => true,
+                    _ => return Expect::Undefined,
+                };
+                match (saved(e.fp_reg(), e.fp_offset), saved(e.ra_reg(), e.ra_offset)) {
+                    (Some(fp), Some(ra)) => {
+                        Expect::Call { cfa_on_fp, cfa_offset: i64::from(e.sp_offset), fp, ra, signal: e.signal() }
+                    }
+                    _ => Expect::Undefined,
+                }
+            }
+            // DWARF never describes pt_regs frames: such an entry cannot come from CFI.
+            _ => Expect::Undefined,
+        }
+    }
+}
+
+/// One disagreement between the table and the CFI.
+#[derive(Clone, Debug)]
+pub struct Mismatch {
+    pub addr: u64,
+    pub symbol: String,
+    pub expected: Expect,
+    pub found: Option<OrcEntry>,
+}
+
+impl fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#x} {}: CFI says {:?}, table says ", self.addr, self.symbol, self.expected)?;
+        match self.found {
+            Some(e) => write!(f, "{e}"),
+            None => f.write_str("(no entry)"),
+        }
+    }
+}
+
+/// The result of a check: how much was compared and every mismatch (the first `MAX_LISTED`).
+#[derive(Debug, Default)]
+pub struct CheckReport {
+    pub cfi_addresses: u64,
+    pub gap_addresses: u64,
+    pub mismatch_count: u64,
+    pub mismatches: Vec<Mismatch>,
+}
+
+const MAX_LISTED: usize = 1000;
+
+struct Checker<'t, 'i> {
+    table: &'t OrcTable<'t>,
+    image: &'i ElfImage<'i>,
+    report: CheckReport,
+}
+
+impl Checker<'_, '_> {
+    fn compare(&mut self, addr: u64, expected: Expect) {
+        let found = self.table.find(addr).map(|(_, e)| e);
+        if Expect::from_entry(found) != expected {
+            self.report.mismatch_count += 1;
+            if self.report.mismatches.len() < MAX_LISTED {
+                self.report.mismatches.push(Mismatch { addr, symbol: self.image.symbolize(addr), expected, found });
+            }
+        }
+    }
+}
+
+/// Groups of FDEs whose ranges overlap. Overlapping FDEs that are not exact duplicates must be
+/// UNDEFINED over their union (the generator trusts neither); exact duplicates behave as one.
+struct Clusters {
+    of_fde: HashMap<(&'static str, u64), usize>,
+    ranges: Vec<(u64, u64, usize)>,
+}
+
+fn clusters(mut headers: Vec<FdeHeader>) -> Clusters {
+    headers.sort_by_key(|h| (h.start, h.end));
+    let mut of_fde = HashMap::new();
+    let mut ranges: Vec<(u64, u64, usize)> = Vec::new();
+    for h in headers {
+        match ranges.last_mut() {
+            Some(last) if h.start < last.1 => {
+                last.1 = last.1.max(h.end);
+                last.2 += 1;
+            }
+            _ => ranges.push((h.start, h.end, 1)),
+        }
+        of_fde.insert((h.section, h.offset), ranges.len() - 1);
+    }
+    Clusters { of_fde, ranges }
+}
+
+/// Compares `table` with the CFI of `image` at every instruction address of executable text.
+pub fn check(image: &ElfImage<'_>, table: &OrcTable<'_>) -> Result<CheckReport, GenError> {
+    let sections = CfiSections::new(image)?;
+    let mut headers = Vec::new();
+    sections.for_each_fde(|h, _| {
+        if image.is_executable(h.start, h.end) && headers.last().is_none_or(|l: &FdeHeader| l.offset != h.offset || l.section != h.section) {
+            headers.push(*h);
+        }
+    })?;
+    let clusters = clusters(headers);
+    let mut checker = Checker { table, image, report: CheckReport::default() };
+    // Expectations inside multi-FDE clusters, per member: address -> expectation.
+    let mut shared: HashMap<usize, Vec<HashMap<u64, Expect>>> = HashMap::new();
+    let mut current: Option<(&'static str, u64)> = None;
+
+    sections.for_each_fde(|h, row| {
+        let Some(&cluster) = clusters.of_fde.get(&(h.section, h.offset)) else { return };
+        let expected = Expect::from_row(row, h.signal);
+        let members = clusters.ranges.get(cluster).map_or(1, |r| r.2);
+        let addrs = (row.start_address()..row.end_address().min(h.end)).step_by(INSN as usize);
+        if members == 1 {
+            for addr in addrs {
+                checker.report.cfi_addresses += 1;
+                checker.compare(addr, expected);
+            }
+        } else {
+            let list = shared.entry(cluster).or_default();
+            if current != Some((h.section, h.offset)) {
+                list.push(HashMap::new());
+                current = Some((h.section, h.offset));
+            }
+            if let Some(m) = list.last_mut() {
+                m.extend(addrs.map(|a| (a, expected)));
+            }
+        }
+    })?;
+
+    for (cluster, members) in shared {
+        let Some(&(start, end, _)) = clusters.ranges.get(cluster) else { continue };
+        let identical = members.windows(2).all(|w| w[0] == w[1]);
+        for addr in (start..end).step_by(INSN as usize) {
+            checker.report.cfi_addresses += 1;
+            let expected = match members.first().and_then(|m| m.get(&addr)) {
+                Some(e) if identical => *e,
+                _ => Expect::Undefined,
+            };
+            checker.compare(addr, expected);
+        }
+    }
+
+    // Text that no FDE covers must not be covered by the table either.
+    for &(s, e) in &image.exec_ranges {
+        let mut addr = s;
+        while addr < e {
+            let i = clusters.ranges.partition_point(|r| r.1 <= addr);
+            match clusters.ranges.get(i) {
+                Some(&(cs, ce, _)) if cs <= addr => addr = ce,
+                next => {
+                    let stop = next.map_or(e, |r| r.0.min(e));
+                    while addr < stop {
+                        checker.report.gap_addresses += 1;
+                        checker.compare(addr, Expect::Undefined);
+                        addr += INSN;
+                    }
+                }
+            }
+        }
+    }
+    Ok(checker.report)
+}

@@ -1,0 +1,109 @@
+//! The parts of an aarch64 ELF the generator and checker need: CFI sections, executable ranges,
+//! the build-id and function symbols for messages. Read through `object`, nothing copied.
+
+use object::{Object, ObjectSection, ObjectSymbol, SectionKind};
+
+use super::GenError;
+
+/// One CFI section and the address it is loaded at (needed for .eh_frame's pc-relative pointers).
+#[derive(Clone, Copy, Debug)]
+pub struct CfiSection<'a> {
+    pub name: &'static str,
+    pub data: &'a [u8],
+    pub address: u64,
+}
+
+#[derive(Debug)]
+pub struct ElfImage<'a> {
+    pub eh_frame: Option<CfiSection<'a>>,
+    pub debug_frame: Option<CfiSection<'a>>,
+    pub eh_frame_hdr_address: Option<u64>,
+    pub got_address: Option<u64>,
+    pub text_address: Option<u64>,
+    /// Executable sections as `[start, end)`, sorted.
+    pub exec_ranges: Vec<(u64, u64)>,
+    pub build_id: Vec<u8>,
+    /// Function symbols `(address, size, name)`, sorted by address.
+    pub symbols: Vec<(u64, u64, String)>,
+}
+
+fn section_data<'a>(s: &object::Section<'a, '_>, name: &'static str) -> Result<&'a [u8], GenError> {
+    s.data().map_err(|e| GenError::Section { section: name, reason: e.to_string() })
+}
+
+impl<'a> ElfImage<'a> {
+    pub fn parse(bytes: &'a [u8]) -> Result<ElfImage<'a>, GenError> {
+        let file = object::File::parse(bytes)?;
+        if file.architecture() != object::Architecture::Aarch64 || !file.is_little_endian() || !file.is_64() {
+            return Err(GenError::WrongArch {
+                found: format!(
+                    "{:?} {}-bit {}",
+                    file.architecture(),
+                    if file.is_64() { 64 } else { 32 },
+                    if file.is_little_endian() { "LE" } else { "BE" }
+                ),
+            });
+        }
+        let mut image = ElfImage {
+            eh_frame: None,
+            debug_frame: None,
+            eh_frame_hdr_address: None,
+            got_address: None,
+            text_address: None,
+            exec_ranges: Vec::new(),
+            build_id: Vec::new(),
+            symbols: Vec::new(),
+        };
+        for s in file.sections() {
+            let name = s.name().unwrap_or("");
+            match name {
+                ".eh_frame" => {
+                    image.eh_frame = Some(CfiSection { name: ".eh_frame", data: section_data(&s, ".eh_frame")?, address: s.address() })
+                }
+                ".debug_frame" => {
+                    image.debug_frame =
+                        Some(CfiSection { name: ".debug_frame", data: section_data(&s, ".debug_frame")?, address: s.address() })
+                }
+                ".eh_frame_hdr" => image.eh_frame_hdr_address = Some(s.address()),
+                ".got" => image.got_address = Some(s.address()),
+                ".text" => image.text_address = Some(s.address()),
+                _ => {}
+            }
+            // object reports allocated SHF_EXECINSTR progbits as Text.
+            if s.kind() == SectionKind::Text && s.size() > 0 {
+                let end = s.address().checked_add(s.size()).ok_or_else(|| GenError::Section {
+                    section: "executable section",
+                    reason: format!("{name} wraps the address space"),
+                })?;
+                image.exec_ranges.push((s.address(), end));
+            }
+        }
+        image.exec_ranges.sort_unstable();
+        if let Ok(Some(id)) = file.build_id() {
+            image.build_id = id.to_vec();
+        }
+        for sym in file.symbols() {
+            if sym.kind() == object::SymbolKind::Text && sym.address() != 0 {
+                if let Ok(name) = sym.name() {
+                    image.symbols.push((sym.address(), sym.size(), name.to_string()));
+                }
+            }
+        }
+        image.symbols.sort_unstable();
+        image.symbols.dedup_by_key(|s| s.0);
+        Ok(image)
+    }
+
+    pub fn is_executable(&self, start: u64, end: u64) -> bool {
+        self.exec_ranges.iter().any(|&(s, e)| s <= start && end <= e)
+    }
+
+    /// `name+0xoff` for messages; plain hex when no symbol covers the address.
+    pub fn symbolize(&self, addr: u64) -> String {
+        let i = self.symbols.partition_point(|s| s.0 <= addr);
+        match i.checked_sub(1).and_then(|i| self.symbols.get(i)) {
+            Some((start, size, name)) if *size == 0 || addr < start + size => format!("{name}+{:#x}", addr - start),
+            _ => format!("{addr:#x}"),
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! Host side: ORC from an aarch64 ELF's DWARF CFI, and the checker that holds the result to it.
+//!
+//! The generator and the checker both read CFI through gimli but interpret it independently: the
+//! generator maps rules to entries ([`rules`]), the checker decodes entries back into rules and
+//! compares them with gimli's row at every instruction ([`check`]).
+
+pub mod assemble;
+pub mod check;
+pub mod elf;
+pub mod error;
+pub mod fde;
+pub mod rules;
+pub mod stats;
+
+pub use assemble::{Generated, generate};
+pub use check::{Mismatch, check};
+pub use elf::ElfImage;
+pub use error::GenError;
+pub use stats::Stats;
+
+/// Reads a whole file, naming it in the error.
+pub fn read_file(path: &std::path::Path) -> Result<Vec<u8>, GenError> {
+    std::fs::read(path).map_err(|source| GenError::Io { path: path.display().to_string(), source })
+}
