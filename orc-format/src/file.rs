@@ -20,8 +20,8 @@
 //! All integers are little-endian. Nothing in the body needs alignment: fields are decoded with
 //! `from_le_bytes`, so a table can be used straight from wherever it was loaded.
 
-use crate::table::{IP_SIZE, IndexParts, OrcTable};
 use crate::entry::ENTRY_SIZE;
+use crate::table::{IP_SIZE, IndexParts, OrcTable};
 use crate::{FormatId, TableError};
 
 pub const MAGIC: [u8; 8] = *b"ORCWALK\0";
@@ -67,7 +67,11 @@ impl<'a> TableFile<'a> {
             return Err(TableError::BadMagic);
         }
         if bytes.len() < HEADER_SIZE {
-            return Err(TableError::Truncated { part: "header", needed: HEADER_SIZE as u64, available: bytes.len() as u64 });
+            return Err(TableError::Truncated {
+                part: "header",
+                needed: HEADER_SIZE as u64,
+                available: bytes.len() as u64,
+            });
         }
         let format = FormatId {
             version: u32::from_le_bytes(field(bytes, 8)?),
@@ -117,7 +121,12 @@ impl<'a> TableFile<'a> {
 /// Serialises a table. `ips` must be sorted and `entries` parallel to it; the result is then
 /// checked by parsing it back, so a writer bug cannot produce a file the reader would misread.
 #[cfg(feature = "std")]
-pub fn write(ips: &[u64], entries: &[crate::OrcEntry], build_id: &[u8], with_index: bool) -> Result<Vec<u8>, TableError> {
+pub fn write(
+    ips: &[u64],
+    entries: &[crate::OrcEntry],
+    build_id: &[u8],
+    with_index: bool,
+) -> Result<Vec<u8>, TableError> {
     let n = u32::try_from(ips.len()).map_err(|_| TableError::BadHeader { field: "entry count" })?;
     if entries.len() != ips.len() {
         return Err(TableError::LengthMismatch { part: ".orc_unwind" });
@@ -127,7 +136,8 @@ pub fn write(ips: &[u64], entries: &[crate::OrcEntry], build_id: &[u8], with_ind
         (true, Some(&first), Some(&last)) => (first, crate::index::build(ips, first, last.saturating_add(1))),
         _ => (0, Vec::new()),
     };
-    let blocks = u32::try_from(words.len().saturating_sub(1)).map_err(|_| TableError::BadHeader { field: "index blocks" })?;
+    let blocks =
+        u32::try_from(words.len().saturating_sub(1)).map_err(|_| TableError::BadHeader { field: "index blocks" })?;
     let build_id = build_id.get(..MAX_BUILD_ID.min(build_id.len())).unwrap_or(&[]);
 
     let mut out = Vec::with_capacity(HEADER_SIZE + ips.len() * (IP_SIZE + ENTRY_SIZE) + words.len() * 4);
@@ -147,7 +157,8 @@ pub fn write(ips: &[u64], entries: &[crate::OrcEntry], build_id: &[u8], with_ind
     debug_assert_eq!(out.len(), HEADER_SIZE);
     for (i, &ip) in ips.iter().enumerate() {
         let slot = ip_table_addr.wrapping_add((i * IP_SIZE) as u64);
-        let off = i32::try_from(ip.wrapping_sub(slot) as i64).map_err(|_| TableError::IpOverflow { index: i as u32 })?;
+        let off =
+            i32::try_from(ip.wrapping_sub(slot) as i64).map_err(|_| TableError::IpOverflow { index: i as u32 })?;
         out.extend_from_slice(&off.to_le_bytes());
     }
     for e in entries {
@@ -170,7 +181,8 @@ mod tests {
 
     fn sample() -> Vec<u8> {
         let call = OrcEntry::new(Kind::Call, Reg::Fp, 32, Reg::PrevSp, -32, Reg::PrevSp, -24, false);
-        write(&[0x10000, 0x10004, 0x10400], &[OrcEntry::end_of_stack(), call, OrcEntry::UNDEFINED], &[0xab; 20], true).unwrap()
+        write(&[0x10000, 0x10004, 0x10400], &[OrcEntry::end_of_stack(), call, OrcEntry::UNDEFINED], &[0xab; 20], true)
+            .unwrap()
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! `find`. The `std` feature adds the generator that builds tables from an aarch64 ELF's DWARF CFI,
 //! the checker that compares a table with the CFI at every instruction, and the `orc-format` CLI.
 #![cfg_attr(not(any(feature = "std", test)), no_std)]
+// The core is linked into kernels: no panicking shortcuts outside tests and the host-only generator.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod entry;
 pub mod error;

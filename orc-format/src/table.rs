@@ -10,9 +10,9 @@
 //! being sorted and the index being consistent. Every access is still a checked `get`, so even a
 //! table that changed under us could only give a wrong entry, never a panic or an unbounded loop.
 
+use crate::TableError;
 use crate::entry::{ENTRY_SIZE, OrcEntry};
 use crate::index::{BLOCK_SHIFT, BLOCK_SIZE};
-use crate::TableError;
 
 /// Size of one `.orc_unwind_ip` slot.
 pub const IP_SIZE: usize = 4;
@@ -52,7 +52,7 @@ impl<'a> OrcTable<'a> {
         entries: &'a [u8],
         index: Option<IndexParts<'a>>,
     ) -> Result<OrcTable<'a>, TableError> {
-        if ips.len() % IP_SIZE != 0 {
+        if !ips.len().is_multiple_of(IP_SIZE) {
             return Err(TableError::LengthMismatch { part: ".orc_unwind_ip" });
         }
         let n = ips.len() / IP_SIZE;
@@ -88,10 +88,11 @@ impl<'a> OrcTable<'a> {
     }
 
     fn validate_index(&self, ix: IndexParts<'_>) -> Result<(), TableError> {
-        if ix.words.len() % 4 != 0 || ix.words.len() < 4 {
+        if !ix.words.len().is_multiple_of(4) || ix.words.len() < 4 {
             return Err(TableError::LengthMismatch { part: "lookup index" });
         }
-        let words = u32::try_from(ix.words.len() / 4).map_err(|_| TableError::LengthMismatch { part: "lookup index" })?;
+        let words =
+            u32::try_from(ix.words.len() / 4).map_err(|_| TableError::LengthMismatch { part: "lookup index" })?;
         // The whole indexed range must be addressable.
         let span = u64::from(words - 1) << BLOCK_SHIFT;
         ix.base.checked_add(span).ok_or(TableError::BadHeader { field: "index base" })?;
@@ -161,16 +162,17 @@ impl<'a> OrcTable<'a> {
 
     /// The search window the index allows for `pc`, or the whole table.
     fn window(&self, pc: u64) -> (u32, u32) {
-        if let Some(ix) = self.index {
-            if let Some(delta) = pc.checked_sub(ix.base) {
-                let block = delta >> BLOCK_SHIFT;
-                if let Ok(block) = u32::try_from(block) {
-                    if let (Some(lo), Some(hi)) = (read_u32(ix.words, block), block.checked_add(1).and_then(|n| read_u32(ix.words, n))) {
-                        if lo <= hi && hi <= self.len {
-                            return (lo, hi);
-                        }
-                    }
-                }
+        if let Some(ix) = self.index
+            && let Some(delta) = pc.checked_sub(ix.base)
+        {
+            let block = delta >> BLOCK_SHIFT;
+            if let Ok(block) = u32::try_from(block)
+                && let (Some(lo), Some(hi)) =
+                    (read_u32(ix.words, block), block.checked_add(1).and_then(|n| read_u32(ix.words, n)))
+                && lo <= hi
+                && hi <= self.len
+            {
+                return (lo, hi);
             }
         }
         (0, self.len)
@@ -260,13 +262,17 @@ mod tests {
                 let pc = (first - 256).wrapping_add(u64::from(p) % span);
                 let want = linear(&t, pc);
                 file.table.find(pc) == want && file.table.find_unindexed(pc) == want
-            }) && file.table.find(0) == None && file.table.find(u64::MAX) == linear(&t, u64::MAX)
+            }) && file.table.find(0).is_none() && file.table.find(u64::MAX) == linear(&t, u64::MAX)
         }
     }
 
     fn parts(ips: &[u64], entries: &[OrcEntry]) -> (Vec<u8>, Vec<u8>) {
         let base = ips[0];
-        let ipb = ips.iter().enumerate().flat_map(|(i, ip)| (ip.wrapping_sub(base).wrapping_sub(4 * i as u64) as i32).to_le_bytes()).collect();
+        let ipb = ips
+            .iter()
+            .enumerate()
+            .flat_map(|(i, ip)| (ip.wrapping_sub(base).wrapping_sub(4 * i as u64) as i32).to_le_bytes())
+            .collect();
         let eb = entries.iter().flat_map(|e| e.to_bytes()).collect();
         (ipb, eb)
     }

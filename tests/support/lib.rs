@@ -3,6 +3,7 @@
 #![allow(non_camel_case_types, non_upper_case_globals, non_snake_case, dead_code, missing_debug_implementations)]
 
 /// bindgen's view of `orc-format/include/orc_entry.h` (see `build.rs`).
+#[allow(clippy::all)]
 pub mod c_orc {
     include!(concat!(env!("OUT_DIR"), "/orc_entry.rs"));
 }

@@ -61,8 +61,8 @@ fn err(p: &Path) -> impl Fn(GenError) -> String + '_ {
 fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.cmd {
         Cmd::Build { elf, output } => {
-            let bytes = generate::read_file(&elf).map_err(err(&elf))?;
-            let image = ElfImage::parse(&bytes).map_err(err(&elf))?;
+            let cache = generate::open_cached(&elf).map_err(err(&elf))?;
+            let image = ElfImage::parse(&cache).map_err(err(&elf))?;
             let generated = generate::generate(&image).map_err(err(&elf))?;
             let out = generated.to_file_bytes().map_err(err(&elf))?;
             std::fs::write(&output, &out).map_err(|e| format!("{}: {e}", output.display()))?;
@@ -88,7 +88,15 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 None => {
                     println!("format v{} layout {:#018x}", file.format.version, file.format.layout_hash);
                     println!("build-id {}", hex(file.build_id()));
-                    println!("{} entries, index {}", file.table.len(), file.table.index().map_or("none".into(), |ix| format!("{} blocks from {:#x}", ix.words.len() / 4 - 1, ix.base)));
+                    println!(
+                        "{} entries, index {}",
+                        file.table.len(),
+                        file.table.index().map_or("none".into(), |ix| format!(
+                            "{} blocks from {:#x}",
+                            ix.words.len() / 4 - 1,
+                            ix.base
+                        ))
+                    );
                     for (ip, e) in file.table.iter() {
                         println!("{ip:#x}: {e}");
                     }
@@ -96,8 +104,10 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             }
         }
         Cmd::Stats { file } => {
-            let bytes = generate::read_file(&file).map_err(err(&file))?;
-            if bytes.starts_with(&orc_format::file::MAGIC) {
+            let cache = generate::open_cached(&file).map_err(err(&file))?;
+            let magic = object::ReadRef::read_bytes_at(&cache, 0, 8).unwrap_or(&[]);
+            if magic == orc_format::file::MAGIC {
+                let bytes = generate::read_file(&file).map_err(err(&file))?;
                 let t = table_file(&bytes, &file)?;
                 let mut kinds: BTreeMap<String, u64> = BTreeMap::new();
                 for (_, e) in t.table.iter() {
@@ -112,23 +122,35 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     };
                     *kinds.entry(k.into()).or_default() += 1;
                 }
-                println!("table {}: {} entries, {} bytes, build-id {}", file.display(), t.table.len(), bytes.len(), hex(t.build_id()));
+                println!(
+                    "table {}: {} entries, {} bytes, build-id {}",
+                    file.display(),
+                    t.table.len(),
+                    bytes.len(),
+                    hex(t.build_id())
+                );
                 for (k, n) in kinds {
                     println!("    {n:>8}  {k}");
                 }
             } else {
-                let image = ElfImage::parse(&bytes).map_err(err(&file))?;
+                let image = ElfImage::parse(&cache).map_err(err(&file))?;
                 let generated = generate::generate(&image).map_err(err(&file))?;
                 print!("{}", generated.stats);
             }
         }
         Cmd::Check { elf, table } => {
-            let elf_bytes = generate::read_file(&elf).map_err(err(&elf))?;
-            let image = ElfImage::parse(&elf_bytes).map_err(err(&elf))?;
+            let cache = generate::open_cached(&elf).map_err(err(&elf))?;
+            let image = ElfImage::parse(&cache).map_err(err(&elf))?;
             let table_bytes = generate::read_file(&table).map_err(err(&table))?;
             let file = table_file(&table_bytes, &table)?;
             if !image.build_id.is_empty() && file.build_id() != image.build_id.as_slice() {
-                return Err(format!("{} was built from build-id {}, {} has {}", table.display(), hex(file.build_id()), elf.display(), hex(&image.build_id)));
+                return Err(format!(
+                    "{} was built from build-id {}, {} has {}",
+                    table.display(),
+                    hex(file.build_id()),
+                    elf.display(),
+                    hex(&image.build_id)
+                ));
             }
             let report = generate::check(&image, &file.table).map_err(err(&elf))?;
             for m in &report.mismatches {

@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 
+use super::GenError;
 use super::elf::ElfImage;
 use super::fde::{CfiSections, Fde};
-use super::rules::{Unsupported, row_to_entry};
+use super::rules::Unsupported;
 use super::stats::Stats;
-use super::GenError;
 use crate::OrcEntry;
 
 /// A table built from an ELF, ready to be written.
@@ -36,12 +36,12 @@ struct Span {
 fn map_rows(fde: &Fde, unsupported: &mut BTreeMap<Unsupported, u64>) -> Vec<(u64, OrcEntry)> {
     fde.rows
         .iter()
-        .map(|row| {
-            let entry = row_to_entry(row, fde.signal).unwrap_or_else(|why| {
+        .map(|&(addr, mapped)| {
+            let entry = mapped.unwrap_or_else(|why| {
                 *unsupported.entry(why).or_default() += 1;
                 OrcEntry::UNDEFINED
             });
-            (row.start_address(), entry)
+            (addr, entry)
         })
         .collect()
 }
@@ -63,10 +63,12 @@ fn push(ips: &mut Vec<u64>, entries: &mut Vec<OrcEntry>, addr: u64, entry: OrcEn
 /// Builds the ORC table for an ELF image from its `.debug_frame` and `.eh_frame`.
 pub fn generate(image: &ElfImage<'_>) -> Result<Generated, GenError> {
     let sections = CfiSections::new(image)?;
-    let mut stats = Stats::default();
-    stats.eh_frame_bytes = image.eh_frame.map_or(0, |s| s.data.len() as u64);
-    stats.debug_frame_bytes = image.debug_frame.map_or(0, |s| s.data.len() as u64);
-    stats.text_bytes = image.exec_ranges.iter().map(|(s, e)| e - s).sum();
+    let mut stats = Stats {
+        eh_frame_bytes: image.eh_frame.map_or(0, |s| s.data.len() as u64),
+        debug_frame_bytes: image.debug_frame.map_or(0, |s| s.data.len() as u64),
+        text_bytes: image.exec_ranges.iter().map(|(s, e)| e - s).sum(),
+        ..Stats::default()
+    };
 
     let mut fdes = sections.fdes()?;
     stats.fdes_total = fdes.len() as u64;

@@ -10,9 +10,9 @@ use std::fmt;
 
 use gimli::{CfaRule, Register, RegisterRule, UnwindTableRow};
 
+use super::GenError;
 use super::elf::ElfImage;
 use super::fde::{CfiSections, FdeHeader};
-use super::GenError;
 use crate::{Kind, OrcEntry, OrcTable, Reg};
 
 const INSN: u64 = 4;
@@ -33,7 +33,13 @@ pub enum Expect {
     Undefined,
     /// Outermost frame.
     EndOfStack,
-    Call { cfa_on_fp: bool, cfa_offset: i64, fp: Saved, ra: Saved, signal: bool },
+    Call {
+        cfa_on_fp: bool,
+        cfa_offset: i64,
+        fp: Saved,
+        ra: Saved,
+        signal: bool,
+    },
 }
 
 impl Expect {
@@ -172,7 +178,9 @@ pub fn check(image: &ElfImage<'_>, table: &OrcTable<'_>) -> Result<CheckReport, 
     let sections = CfiSections::new(image)?;
     let mut headers = Vec::new();
     sections.for_each_fde(|h, _| {
-        if image.is_executable(h.start, h.end) && headers.last().is_none_or(|l: &FdeHeader| l.offset != h.offset || l.section != h.section) {
+        if image.is_executable(h.start, h.end)
+            && headers.last().is_none_or(|l: &FdeHeader| l.offset != h.offset || l.section != h.section)
+        {
             headers.push(*h);
         }
     })?;

@@ -1,7 +1,7 @@
 //! The parts of an aarch64 ELF the generator and checker need: CFI sections, executable ranges,
 //! the build-id and function symbols for messages. Read through `object`, nothing copied.
 
-use object::{Object, ObjectSection, ObjectSymbol, SectionKind};
+use object::{Object, ObjectSection, ObjectSymbol, ReadRef, SectionKind};
 
 use super::GenError;
 
@@ -27,13 +27,15 @@ pub struct ElfImage<'a> {
     pub symbols: Vec<(u64, u64, String)>,
 }
 
-fn section_data<'a>(s: &object::Section<'a, '_>, name: &'static str) -> Result<&'a [u8], GenError> {
+fn section_data<'a, R: ReadRef<'a>>(s: &object::Section<'a, '_, R>, name: &'static str) -> Result<&'a [u8], GenError> {
     s.data().map_err(|e| GenError::Section { section: name, reason: e.to_string() })
 }
 
 impl<'a> ElfImage<'a> {
-    pub fn parse(bytes: &'a [u8]) -> Result<ElfImage<'a>, GenError> {
-        let file = object::File::parse(bytes)?;
+    /// Reads the image from bytes in memory or lazily from a file (`&object::ReadCache<File>`),
+    /// which on a 350 MB debug vmlinux reads only the CFI sections and the symbol table.
+    pub fn parse<R: ReadRef<'a>>(data: R) -> Result<ElfImage<'a>, GenError> {
+        let file = object::File::parse(data)?;
         if file.architecture() != object::Architecture::Aarch64 || !file.is_little_endian() || !file.is_64() {
             return Err(GenError::WrongArch {
                 found: format!(
@@ -58,11 +60,18 @@ impl<'a> ElfImage<'a> {
             let name = s.name().unwrap_or("");
             match name {
                 ".eh_frame" => {
-                    image.eh_frame = Some(CfiSection { name: ".eh_frame", data: section_data(&s, ".eh_frame")?, address: s.address() })
+                    image.eh_frame = Some(CfiSection {
+                        name: ".eh_frame",
+                        data: section_data(&s, ".eh_frame")?,
+                        address: s.address(),
+                    })
                 }
                 ".debug_frame" => {
-                    image.debug_frame =
-                        Some(CfiSection { name: ".debug_frame", data: section_data(&s, ".debug_frame")?, address: s.address() })
+                    image.debug_frame = Some(CfiSection {
+                        name: ".debug_frame",
+                        data: section_data(&s, ".debug_frame")?,
+                        address: s.address(),
+                    })
                 }
                 ".eh_frame_hdr" => image.eh_frame_hdr_address = Some(s.address()),
                 ".got" => image.got_address = Some(s.address()),
@@ -83,10 +92,11 @@ impl<'a> ElfImage<'a> {
             image.build_id = id.to_vec();
         }
         for sym in file.symbols() {
-            if sym.kind() == object::SymbolKind::Text && sym.address() != 0 {
-                if let Ok(name) = sym.name() {
-                    image.symbols.push((sym.address(), sym.size(), name.to_string()));
-                }
+            if sym.kind() == object::SymbolKind::Text
+                && sym.address() != 0
+                && let Ok(name) = sym.name()
+            {
+                image.symbols.push((sym.address(), sym.size(), name.to_string()));
             }
         }
         image.symbols.sort_unstable();

@@ -2,12 +2,16 @@
 
 use gimli::{BaseAddresses, CieOrFde, EndianSlice, LittleEndian, UnwindContext, UnwindSection, UnwindTableRow, Vendor};
 
-use super::elf::{CfiSection, ElfImage};
 use super::GenError;
+use super::elf::{CfiSection, ElfImage};
+use super::rules::{Unsupported, row_to_entry};
+use crate::OrcEntry;
 
 pub type Slice<'a> = EndianSlice<'a, LittleEndian>;
 
-/// One function's CFI: its range and the rows in order.
+/// One function's CFI: its range and its rows, already mapped to entries (or to why not).
+/// Rows are mapped as they are read because gimli's rows are large: keeping them costs gigabytes
+/// on a kernel.
 #[derive(Debug)]
 pub struct Fde {
     pub start: u64,
@@ -15,8 +19,7 @@ pub struct Fde {
     pub section: &'static str,
     /// Offset of the FDE inside its section, for messages.
     pub offset: u64,
-    pub signal: bool,
-    pub rows: Vec<UnwindTableRow<usize>>,
+    pub rows: Vec<(u64, Result<OrcEntry, Unsupported>)>,
 }
 
 /// The two CFI sections of an image, parsed with the right base addresses.
@@ -145,16 +148,10 @@ where
     S::Offset: gimli::UnwindOffset<usize>,
 {
     visit(section, bases, name, ctx, &mut |h, row| {
+        let mapped = (row.start_address(), row_to_entry(row, h.signal));
         match out.last_mut() {
-            Some(last) if last.offset == h.offset && last.section == h.section => last.rows.push(row.clone()),
-            _ => out.push(Fde {
-                start: h.start,
-                end: h.end,
-                section: h.section,
-                offset: h.offset,
-                signal: h.signal,
-                rows: vec![row.clone()],
-            }),
+            Some(last) if last.offset == h.offset && last.section == h.section => last.rows.push(mapped),
+            _ => out.push(Fde { start: h.start, end: h.end, section: h.section, offset: h.offset, rows: vec![mapped] }),
         }
     })
 }

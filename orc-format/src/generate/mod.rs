@@ -18,6 +18,12 @@ pub use elf::ElfImage;
 pub use error::GenError;
 pub use stats::Stats;
 
+/// Opens a file for lazy reading with `ElfImage::parse(&cache)`.
+pub fn open_cached(path: &std::path::Path) -> Result<object::ReadCache<std::fs::File>, GenError> {
+    let file = std::fs::File::open(path).map_err(|source| GenError::Io { path: path.display().to_string(), source })?;
+    Ok(object::ReadCache::new(file))
+}
+
 /// Reads a whole file, naming it in the error.
 pub fn read_file(path: &std::path::Path) -> Result<Vec<u8>, GenError> {
     std::fs::read(path).map_err(|source| GenError::Io { path: path.display().to_string(), source })

@@ -45,7 +45,10 @@ fn offset16(off: i64) -> Result<i16, Unsupported> {
 }
 
 /// The (reg, offset) column for a callee-saved register: same value means "still in the register".
-fn saved_column<T: gimli::ReaderOffset>(rule: Option<RegisterRule<T>>, err: Unsupported) -> Result<(Reg, i16), Unsupported> {
+fn saved_column<T: gimli::ReaderOffset>(
+    rule: Option<RegisterRule<T>>,
+    err: Unsupported,
+) -> Result<(Reg, i16), Unsupported> {
     match rule {
         None | Some(RegisterRule::SameValue) => Ok((Reg::Undefined, 0)),
         Some(RegisterRule::Offset(n)) => Ok((Reg::PrevSp, offset16(n)?)),

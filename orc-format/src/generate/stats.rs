@@ -31,9 +31,18 @@ fn pct(part: u64, whole: u64) -> f64 {
 impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let cfi = self.eh_frame_bytes + self.debug_frame_bytes;
-        writeln!(f, "FDEs:              {} used of {} ({} outside text, {} duplicate, {} conflicting)",
-            self.fdes_used, self.fdes_total, self.fdes_outside_text, self.fdes_duplicate, self.fdes_conflicting)?;
-        writeln!(f, "text covered:      {} of {} bytes ({:.1}%)", self.covered_bytes, self.text_bytes, pct(self.covered_bytes, self.text_bytes))?;
+        writeln!(
+            f,
+            "FDEs:              {} used of {} ({} outside text, {} duplicate, {} conflicting)",
+            self.fdes_used, self.fdes_total, self.fdes_outside_text, self.fdes_duplicate, self.fdes_conflicting
+        )?;
+        writeln!(
+            f,
+            "text covered:      {} of {} bytes ({:.1}%)",
+            self.covered_bytes,
+            self.text_bytes,
+            pct(self.covered_bytes, self.text_bytes)
+        )?;
         writeln!(f, "functions w/o CFI: {}", self.functions_without_cfi.len())?;
         for name in self.functions_without_cfi.iter().take(20) {
             writeln!(f, "    {name}")?;
@@ -48,8 +57,14 @@ impl fmt::Display for Stats {
             writeln!(f, "    {n:>8}  {}", why.describe())?;
         }
         writeln!(f, "ORC entries:       {}", self.entries)?;
-        writeln!(f, "table size:        {} bytes; CFI size {} bytes (.eh_frame {}, .debug_frame {}); ratio {:.2}",
-            self.table_bytes, cfi, self.eh_frame_bytes, self.debug_frame_bytes,
-            if cfi == 0 { 0.0 } else { self.table_bytes as f64 / cfi as f64 })
+        writeln!(
+            f,
+            "table size:        {} bytes; CFI size {} bytes (.eh_frame {}, .debug_frame {}); ratio {:.2}",
+            self.table_bytes,
+            cfi,
+            self.eh_frame_bytes,
+            self.debug_frame_bytes,
+            if cfi == 0 { 0.0 } else { self.table_bytes as f64 / cfi as f64 }
+        )
     }
 }

@@ -1,0 +1,63 @@
+//! The `orc-format` command as a user runs it: outputs and exit codes (0 ok, 1 mismatches,
+//! 2 unusable input).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_orc-format"))
+}
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/orc").join(name)
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("orc-format-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+#[test]
+fn build_dump_stats_check() {
+    let elf = fixture("shapes-gcc-O2-fp");
+    let table = tmp("gcc.orc");
+    let out = bin().arg("build").arg(&elf).arg("-o").arg(&table).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("entries from 16 FDEs"));
+
+    let out = bin().arg("check").arg(&elf).arg(&table).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(": 0 mismatches"));
+
+    let out = bin().arg("stats").arg(&elf).output().unwrap();
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(s.contains("functions w/o CFI: 1") && s.contains("call_weak_fn"), "{s}");
+    assert!(s.contains("CFA is a DWARF expression"), "{s}");
+
+    let out = bin().arg("dump").arg(&table).arg("--pc").arg("0x0").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no entry"));
+}
+
+#[test]
+fn check_against_another_binary_is_refused() {
+    let table = tmp("clang.orc");
+    assert!(bin().arg("build").arg(fixture("shapes-clang-O2-fp")).arg("-o").arg(&table).status().unwrap().success());
+    let out = bin().arg("check").arg(fixture("shapes-gcc-O0-fp")).arg(&table).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("build-id"));
+}
+
+#[test]
+fn garbage_is_exit_2_with_a_reason() {
+    let junk = tmp("junk");
+    std::fs::write(&junk, b"ORCWALK\0 short").unwrap();
+    let out = bin().arg("dump").arg(&junk).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("truncated header"));
+    let out = bin().arg("build").arg(&junk).arg("-o").arg(tmp("x.orc")).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = bin().arg("stats").arg("/nonexistent/file").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/file"));
+}

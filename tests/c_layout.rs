@@ -1,0 +1,69 @@
+//! Our layouts against what a C compiler makes of the repo's headers (bindgen over libclang,
+//! target aarch64-linux-gnu): sizes, offsets, bitfield positions and constants.
+
+use orc_format::{FormatId, Kind, OrcEntry, Reg};
+use orcwalk_suite::c_orc;
+use quickcheck::quickcheck;
+
+#[test]
+fn orc_entry_size_and_offsets() {
+    assert_eq!(std::mem::size_of::<c_orc::orc_entry>(), orc_format::ENTRY_SIZE);
+    assert_eq!(std::mem::align_of::<c_orc::orc_entry>(), 1, "packed");
+    assert_eq!(std::mem::offset_of!(c_orc::orc_entry, sp_offset), 0);
+    assert_eq!(std::mem::offset_of!(c_orc::orc_entry, fp_offset), 2);
+    assert_eq!(std::mem::offset_of!(c_orc::orc_entry, ra_offset), 4);
+}
+
+#[test]
+fn constants_agree() {
+    assert_eq!(c_orc::ORC_REG_UNDEFINED as u8, Reg::UNDEFINED);
+    assert_eq!(c_orc::ORC_REG_PREV_SP as u8, Reg::PREV_SP);
+    assert_eq!(c_orc::ORC_REG_SP as u8, Reg::SP);
+    assert_eq!(c_orc::ORC_REG_FP as u8, Reg::FP);
+    assert_eq!(c_orc::ORC_TYPE_UNDEFINED as u8, Kind::UNDEFINED);
+    assert_eq!(c_orc::ORC_TYPE_END_OF_STACK as u8, Kind::END_OF_STACK);
+    assert_eq!(c_orc::ORC_TYPE_CALL as u8, Kind::CALL);
+    assert_eq!(c_orc::ORC_TYPE_REGS as u8, Kind::REGS);
+    assert_eq!(c_orc::ORC_TYPE_REGS_PARTIAL as u8, Kind::REGS_PARTIAL);
+    assert_eq!(c_orc::ORCWALK_ORC_FORMAT_VERSION, FormatId::CURRENT.version);
+    assert_eq!(c_orc::ORCWALK_ORC_LAYOUT_HASH as u64, FormatId::CURRENT.layout_hash, "update include/orc_entry.h");
+    assert_eq!(u64::from(c_orc::ORC_LOOKUP_BLOCK_SIZE), orc_format::index::BLOCK_SIZE);
+}
+
+/// The bytes of a C entry: its three shorts, then the 16-bit bitfield unit as libclang laid it out.
+fn c_bytes(c: &c_orc::orc_entry) -> [u8; 8] {
+    let (s, f, r) = (c.sp_offset, c.fp_offset, c.ra_offset);
+    let bits = c._bitfield_1.get(0, 16) as u16;
+    let mut out = [0u8; 8];
+    out[0..2].copy_from_slice(&s.to_le_bytes());
+    out[2..4].copy_from_slice(&f.to_le_bytes());
+    out[4..6].copy_from_slice(&r.to_le_bytes());
+    out[6..8].copy_from_slice(&bits.to_le_bytes());
+    out
+}
+
+quickcheck! {
+    /// Encode the same values with C's bitfield setters and with our `OrcEntry::new`: identical bytes;
+    /// and our decoder reads back what C stored.
+    fn bitfields_agree_with_c(sp: i16, fp: i16, ra: i16, regs: (u8, u8, u8), kind: u8, signal: bool) -> bool {
+        let (sr, fr, rr) = (regs.0 % 4, regs.1 % 4, regs.2 % 4);
+        let kind = kind % 5;
+        let mut c = c_orc::orc_entry { sp_offset: sp, fp_offset: fp, ra_offset: ra, ..Default::default() };
+        c.set_sp_reg(sr.into());
+        c.set_fp_reg(fr.into());
+        c.set_ra_reg(rr.into());
+        c.set_type(kind.into());
+        c.set_signal(signal.into());
+        let ours = OrcEntry::new(
+            Kind::from_bits(kind).unwrap(), Reg::from_bits(sr).unwrap(), sp,
+            Reg::from_bits(fr).unwrap(), fp, Reg::from_bits(rr).unwrap(), ra, signal,
+        );
+        let back = OrcEntry::from_bytes(c_bytes(&c));
+        c_bytes(&c) == ours.to_bytes()
+            && back.sp_reg() == Reg::from_bits(c.sp_reg() as u8)
+            && back.fp_reg() == Reg::from_bits(c.fp_reg() as u8)
+            && back.ra_reg() == Reg::from_bits(c.ra_reg() as u8)
+            && back.kind() == Kind::from_bits(c.type_() as u8)
+            && back.signal() == (c.signal() != 0)
+    }
+}
