@@ -24,8 +24,16 @@ enum Cmd {
         elf: PathBuf,
         #[arg(short, long)]
         output: PathBuf,
+        /// Write a relocatable object with .orc_header/.orc_unwind_ip/.orc_unwind/.orc_lookup
+        /// instead of a table file, ips relative to --text-symbol.
+        #[arg(long)]
+        elf_object: bool,
+        /// The symbol the object's PREL32 relocations are expressed against.
+        #[arg(long, default_value = "_text")]
+        text_symbol: String,
     },
-    /// Print a table's header and entries, or only the entry that covers --pc.
+    /// Print a table's header and entries, or only the entry that covers --pc. TABLE is a table
+    /// file or a linked ELF holding the ORC sections.
     Dump {
         table: PathBuf,
         /// Address to look up (hex with 0x, or decimal).
@@ -60,11 +68,21 @@ fn err(p: &Path) -> impl Fn(GenError) -> String + '_ {
 
 fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.cmd {
-        Cmd::Build { elf, output } => {
+        Cmd::Build { elf, output, elf_object, text_symbol } => {
             let cache = generate::open_cached(&elf).map_err(err(&elf))?;
             let image = ElfImage::parse(&cache).map_err(err(&elf))?;
             let generated = generate::generate(&image).map_err(err(&elf))?;
-            let out = generated.to_file_bytes().map_err(err(&elf))?;
+            let out = if elf_object {
+                let addr = image
+                    .symbols
+                    .iter()
+                    .find(|s| s.2 == text_symbol)
+                    .map(|s| s.0)
+                    .ok_or_else(|| format!("{}: no text symbol `{text_symbol}`", elf.display()))?;
+                generate::sections::write_object(&generated, &text_symbol, addr).map_err(err(&elf))?
+            } else {
+                generated.to_file_bytes().map_err(err(&elf))?
+            };
             std::fs::write(&output, &out).map_err(|e| format!("{}: {e}", output.display()))?;
             let s = &generated.stats;
             println!(
@@ -79,6 +97,19 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Cmd::Dump { table, pc } => {
             let bytes = generate::read_file(&table).map_err(err(&table))?;
+            if !bytes.starts_with(&orc_format::file::MAGIC) {
+                let t = generate::sections::read_linked(bytes.as_slice()).map_err(err(&table))?;
+                println!("ELF sections: {} entries, .orc_unwind_ip at {:#x}", t.len(), t.ip_table_addr());
+                let lines: Vec<String> = match pc {
+                    Some(pc) => vec![
+                        t.find(pc)
+                            .map_or(format!("{pc:#x}: no entry"), |(ip, e)| format!("{pc:#x}: entry at {ip:#x}: {e}")),
+                    ],
+                    None => t.iter().map(|(ip, e)| format!("{ip:#x}: {e}")).collect(),
+                };
+                println!("{}", lines.join("\n"));
+                return Ok(ExitCode::SUCCESS);
+            }
             let file = table_file(&bytes, &table)?;
             match pc {
                 Some(pc) => match file.table.find(pc) {

@@ -10,6 +10,7 @@ pub mod elf;
 pub mod error;
 pub mod fde;
 pub mod rules;
+pub mod sections;
 pub mod stats;
 
 pub use assemble::{Generated, generate};
