@@ -1,0 +1,44 @@
+//! orcwalk: a reliable stack unwinder for arm64 Linux.
+//!
+//! It walks the frame-pointer chain the way mainline arm64 does, and proves every frame against an
+//! ORC table generated from the compiler's CFI: the frame record must sit exactly where ORC says
+//! the function keeps it. Where mainline gives up (an exception boundary) it continues from the
+//! saved registers, as far as the ORC entry at the interrupted pc proves the way.
+//!
+//! Everything the walk reads goes through traits ([`Memory`], [`Stacks`], [`CodeInfo`],
+//! [`ReturnRecovery`]), so the same code runs in a kernel and in the simulator. No allocation, no
+//! recursion, no floating point, bounded work, and no panicking operation outside tests.
+#![no_std]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented,
+        clippy::float_arithmetic
+    )
+)]
+
+pub mod code;
+pub mod frame;
+pub mod layout;
+pub mod memory;
+pub mod pac;
+pub mod recovery;
+pub mod stacks;
+pub mod verdict;
+pub mod walk;
+
+pub use code::CodeInfo;
+pub use frame::{Frame, FrameKind};
+pub use layout::KernelLayout;
+pub use memory::Memory;
+pub use recovery::{NoRecovery, ReturnRecovery, Trampoline};
+pub use stacks::{StackInfo, StackKind, Stacks};
+pub use verdict::{Reason, Verdict};
+pub use walk::{Config, EndRule, Policy, Start, walk};

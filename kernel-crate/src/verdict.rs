@@ -1,0 +1,81 @@
+//! The answer: reliable, or unreliable with the reason and the place.
+
+/// Why a walk could not prove the stack. Each names one rule of the walk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// A frame record or stack slot address is not 8-byte aligned.
+    Alignment,
+    /// An object (frame record, meta record, pt_regs, saved slot) is not wholly on an allowed stack.
+    OffStack,
+    /// The walk came back to a stack it had left.
+    StackReentered,
+    /// Frame addresses did not strictly increase within one stack (covers loops).
+    NotIncreasing,
+    /// A memory read failed.
+    ReadFault,
+    /// A pc outside known text.
+    UnknownText,
+    /// No ORC entry covers the pc.
+    MissingOrc,
+    /// The ORC entry is UNDEFINED (gap, terminator, rule the generator could not express).
+    OrcUndefined,
+    /// ORC type the walk cannot use here (e.g. REGS from CFI, END_OF_STACK in a kernel).
+    OrcUnexpected,
+    /// The frame pointer is not where ORC says the function keeps its frame record.
+    FpMismatch,
+    /// The caller's CFA computed from ORC is below the callee's.
+    CfaBelowCallee,
+    /// ORC says the return address is still in x30 at a call site, which cannot be.
+    LrLiveAtCall,
+    /// The caller built no frame record and ORC cannot prove where its return address is.
+    NoFrameRecord,
+    /// A trampoline return address whose original could not be recovered.
+    Trampoline,
+    /// A meta record of type NONE or unknown, or FINAL anywhere but `task_pt_regs->stackframe`.
+    BadMetaRecord,
+    /// An exception boundary under the mainline policy (which does not cross them).
+    ExceptionBoundary,
+    /// The start of the walk is unusable (e.g. a blocked task whose saved sp is off its stack).
+    BadStart,
+    /// More frames than the limit, or the consumer stopped the walk (its buffer is full).
+    FrameLimit,
+}
+
+impl Reason {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Reason::Alignment => "bad alignment",
+            Reason::OffStack => "object off the allowed stacks",
+            Reason::StackReentered => "stack re-entered",
+            Reason::NotIncreasing => "frame addresses not increasing (loop)",
+            Reason::ReadFault => "memory read failed",
+            Reason::UnknownText => "pc not in known text",
+            Reason::MissingOrc => "no ORC entry",
+            Reason::OrcUndefined => "ORC entry undefined",
+            Reason::OrcUnexpected => "ORC type not usable here",
+            Reason::FpMismatch => "frame pointer disagrees with ORC",
+            Reason::CfaBelowCallee => "caller CFA below callee CFA",
+            Reason::LrLiveAtCall => "ORC says LR live at a call site",
+            Reason::NoFrameRecord => "caller has no frame record",
+            Reason::Trampoline => "unrecoverable trampoline",
+            Reason::BadMetaRecord => "bad meta frame record",
+            Reason::ExceptionBoundary => "exception boundary (mainline policy)",
+            Reason::BadStart => "unusable start state",
+            Reason::FrameLimit => "frame limit or consumer full",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every frame was proven and the walk ended at the expected end of the stack.
+    Reliable,
+    /// Proof failed: why, at which pc, with which frame pointer.
+    Unreliable { reason: Reason, pc: u64, fp: u64 },
+}
+
+impl Verdict {
+    pub fn is_reliable(&self) -> bool {
+        matches!(self, Verdict::Reliable)
+    }
+}

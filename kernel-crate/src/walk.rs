@@ -1,0 +1,369 @@
+//! The walk: a frame-pointer chain in which every step is proven by ORC.
+//!
+//! Each step, first failure wins (see DESIGN §4): memory safety of every object read (alignment,
+//! wholly on an allowed stack, stacks left one way only, addresses strictly increasing within a
+//! stack); meta/final records; the ORC rule of the current pc (pc − 4 for return addresses, the
+//! exact pc after an exception); the frame record exactly where ORC says the function keeps it;
+//! then the return address, with PAC stripped and trampolines recovered, must be text.
+//!
+//! The loop is flat (no recursion), keeps a fixed-size cursor, and ends after at most
+//! `Config::max_frames` frames.
+
+use orc_format::{Kind, OrcEntry, Reg};
+
+use crate::code::CodeInfo;
+use crate::frame::{Frame, FrameKind};
+use crate::layout::{KernelLayout, META_FINAL, META_PT_REGS};
+use crate::memory::Memory;
+use crate::pac::strip_pac;
+use crate::recovery::ReturnRecovery;
+use crate::stacks::{StackInfo, StackKind, Stacks};
+use crate::verdict::{Reason, Verdict};
+
+/// Which rules to apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Policy {
+    /// Frame-pointer walk validated by ORC at every frame, crossing exception boundaries.
+    Orcwalk,
+    /// Mainline arm64's reliable walk: frame-pointer chain and meta records only, no ORC,
+    /// unreliable at the first exception boundary. For comparison on the same stacks.
+    Mainline,
+}
+
+/// What counts as the clean end of a stack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndRule {
+    /// Kernel: the final frame record at `task_pt_regs(task)->stackframe` (FINAL meta record on
+    /// v6.13+, a {0, 0} record before).
+    FinalRecord,
+    /// Userspace: ORC END_OF_STACK at the pc (glibc's `_start`); under the mainline policy, a
+    /// saved frame pointer of 0.
+    OrcEndOfStack,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    pub policy: Policy,
+    pub end: EndRule,
+    pub layout: KernelLayout,
+    /// Livepatch keeps 100 entries; reaching the limit is unreliable.
+    pub max_frames: u32,
+    /// A blocked task may only use its own task stack.
+    pub task_stack_only: bool,
+}
+
+impl Config {
+    pub const fn kernel(layout: KernelLayout) -> Config {
+        Config { policy: Policy::Orcwalk, end: EndRule::FinalRecord, layout, max_frames: 100, task_stack_only: false }
+    }
+}
+
+/// Where the walk starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// Registers at an exception (or a context captured at an exact pc): pc, sp, x29, x30 known.
+    Regs { pc: u64, sp: u64, fp: u64, lr: u64 },
+    /// A return address with the sp and x29 of the function it returns into: the caller of the
+    /// walk, or a blocked task's `cpu_context` (then set `task_stack_only`).
+    Call { pc: u64, sp: u64, fp: u64 },
+}
+
+/// The state of one frame: its pc, and the sp and x29 values in effect in that function at pc.
+#[derive(Clone, Copy, Debug)]
+struct Cursor {
+    pc: u64,
+    sp: u64,
+    fp: u64,
+    /// x30, known only for the first frame after an exception.
+    lr: Option<u64>,
+    /// pc was interrupted (look up the exact pc), not a return address (look up pc − 4).
+    exact: bool,
+}
+
+/// Where the walk has been: the stack it is on, the stacks it has left, and the highest address
+/// used on the current stack (everything must lie strictly above it).
+struct Bounds<'s, S: Stacks> {
+    stacks: &'s S,
+    current: Option<StackInfo>,
+    left: u8,
+    floor: u64,
+    task_only: bool,
+}
+
+impl<S: Stacks> Bounds<'_, S> {
+    /// Admits an object `[addr, addr + size)`: aligned, on one allowed stack, not on a stack
+    /// already left. `strict` objects (frame records, CFAs) must also lie above the floor.
+    fn admit(&mut self, addr: u64, size: u64, strict: bool) -> Result<(), Reason> {
+        if !addr.is_multiple_of(8) {
+            return Err(Reason::Alignment);
+        }
+        let stack = self.stacks.find(addr, size).ok_or(Reason::OffStack)?;
+        if self.task_only && stack.kind != StackKind::Task {
+            return Err(Reason::OffStack);
+        }
+        match self.current {
+            Some(cur) if cur == stack => {
+                if strict && addr <= self.floor {
+                    return Err(Reason::NotIncreasing);
+                }
+            }
+            Some(cur) => {
+                if self.left & stack.kind.bit() != 0 || cur.kind == stack.kind {
+                    return Err(Reason::StackReentered);
+                }
+                self.left |= cur.kind.bit();
+                self.current = Some(stack);
+                self.floor = 0;
+            }
+            None => self.current = Some(stack),
+        }
+        if strict {
+            self.floor = addr;
+        }
+        Ok(())
+    }
+
+    /// Reads an 8-byte slot that must lie on the current stack (not moving the floor).
+    fn read<M: Memory>(&mut self, mem: &M, addr: u64) -> Result<u64, Reason> {
+        self.admit(addr, 8, false)?;
+        mem.read_u64(addr).ok_or(Reason::ReadFault)
+    }
+}
+
+fn offset(base: u64, off: i16) -> Result<u64, Reason> {
+    base.checked_add_signed(i64::from(off)).ok_or(Reason::OffStack)
+}
+
+/// What the step from one frame produced.
+enum Step {
+    Next(Cursor, FrameKind),
+    End,
+}
+
+struct Walker<'a, M, S: Stacks, C, R> {
+    mem: &'a M,
+    code: &'a C,
+    recovery: &'a R,
+    cfg: &'a Config,
+    bounds: Bounds<'a, S>,
+}
+
+impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R> {
+    /// The clean-up every return address gets: PAC off, trampolines undone, then it must be text.
+    fn return_address(&self, raw: u64, record_fp: u64, kind: FrameKind) -> Result<(u64, FrameKind), Reason> {
+        let mut pc = strip_pac(raw, self.cfg.layout.va_bits);
+        let mut kind = kind;
+        if let Some(t) = self.recovery.trampoline(pc) {
+            let orig = self.recovery.recover(t, record_fp, pc).ok_or(Reason::Trampoline)?;
+            pc = strip_pac(orig, self.cfg.layout.va_bits);
+            kind = FrameKind::Recovered;
+        }
+        if !self.code.is_text(pc) {
+            return Err(Reason::UnknownText);
+        }
+        Ok((pc, kind))
+    }
+
+    /// Reads the 16-byte record at `fp`. A {0, 0} record is a meta record (or the final record
+    /// before v6.13) and is resolved here; `None` means an ordinary record follows.
+    fn meta(&mut self, cur: &Cursor) -> Result<Option<Step>, Reason> {
+        // Only a record some function's x29 points at can be a meta record: after an exception
+        // the interrupted function's own record may not exist yet, and ORC decides instead.
+        if self.cfg.end != EndRule::FinalRecord || cur.exact {
+            return Ok(None);
+        }
+        let layout = self.cfg.layout;
+        let (fp, lr) = (self.peek(cur.fp)?, self.peek(cur.fp.checked_add(8).ok_or(Reason::OffStack)?)?);
+        let final_at = self.bounds.stacks.task_stack().and_then(|t| layout.final_record(t.high));
+        if fp == 0 && lr == 0 {
+            let kind = if layout.meta_records {
+                self.bounds.admit(cur.fp, 24, true)?;
+                let at = cur.fp.checked_add(16).ok_or(Reason::OffStack)?;
+                self.bounds.read(self.mem, at)?
+            } else {
+                self.bounds.admit(cur.fp, 16, true)?;
+                META_FINAL
+            };
+            return match kind {
+                META_FINAL if final_at == Some(cur.fp) => Ok(Some(Step::End)),
+                META_PT_REGS if layout.meta_records => self.exception(cur).map(Some),
+                _ => Err(Reason::BadMetaRecord),
+            };
+        }
+        // Before v6.13 the entry code writes a synthetic {x29, ELR} record into pt_regs; a
+        // return address into entry text says this record is one.
+        if !layout.meta_records && self.code.is_entry_text(cur.pc) {
+            return self.exception(cur).map(Some);
+        }
+        Ok(None)
+    }
+
+    fn peek(&mut self, addr: u64) -> Result<u64, Reason> {
+        self.bounds.admit(addr, 8, false)?;
+        self.mem.read_u64(addr).ok_or(Reason::ReadFault)
+    }
+
+    /// Crosses the exception boundary whose `pt_regs.stackframe` is at `cur.fp`.
+    fn exception(&mut self, cur: &Cursor) -> Result<Step, Reason> {
+        let l = self.cfg.layout;
+        let regs = cur.fp.checked_sub(l.stackframe).ok_or(Reason::OffStack)?;
+        self.bounds.admit(regs, l.pt_regs_size, false)?;
+        let field = |off: u64| regs.checked_add(off).ok_or(Reason::OffStack);
+        let pc = self.bounds.read(self.mem, field(l.pc)?)?;
+        let sp = self.bounds.read(self.mem, field(l.sp)?)?;
+        let fp = self.bounds.read(self.mem, field(l.x29)?)?;
+        let lr = self.bounds.read(self.mem, field(l.x30)?)?;
+        let pstate = self.bounds.read(self.mem, field(l.pstate)?)?;
+        // Only an exception taken from EL1 continues on this stack (EL1t = 4, EL1h = 5).
+        if !matches!(pstate & 0xf, 4 | 5) {
+            return Err(Reason::BadMetaRecord);
+        }
+        if !l.meta_records {
+            // The synthetic record must be exactly {x29, ELR} of these regs.
+            let lr_slot = cur.fp.checked_add(8).ok_or(Reason::OffStack)?;
+            let (rec_fp, rec_lr) = (self.bounds.read(self.mem, cur.fp)?, self.bounds.read(self.mem, lr_slot)?);
+            if rec_fp != fp || strip_pac(rec_lr, l.va_bits) != strip_pac(pc, l.va_bits) {
+                return Err(Reason::BadMetaRecord);
+            }
+        }
+        if self.cfg.policy == Policy::Mainline {
+            return Err(Reason::ExceptionBoundary);
+        }
+        let pc = strip_pac(pc, l.va_bits);
+        if !self.code.is_text(pc) {
+            return Err(Reason::UnknownText);
+        }
+        Ok(Step::Next(Cursor { pc, sp, fp, lr: Some(lr), exact: true }, FrameKind::Exception))
+    }
+
+    /// The ORC entry for the current frame, or why it cannot be used.
+    fn entry(&self, cur: &Cursor) -> Result<Option<OrcEntry>, Reason> {
+        let at = if cur.exact { cur.pc } else { cur.pc.checked_sub(4).ok_or(Reason::UnknownText)? };
+        let e = self.code.orc(at).ok_or(Reason::MissingOrc)?;
+        match e.kind() {
+            Some(Kind::Call) => Ok(Some(e)),
+            Some(Kind::EndOfStack) if self.cfg.end == EndRule::OrcEndOfStack => Ok(None),
+            Some(Kind::Undefined) => Err(Reason::OrcUndefined),
+            _ => Err(Reason::OrcUnexpected),
+        }
+    }
+
+    /// One step under the orcwalk policy.
+    fn step_orc(&mut self, cur: &Cursor) -> Result<Step, Reason> {
+        if let Some(step) = self.meta(cur)? {
+            return Ok(step);
+        }
+        let Some(e) = self.entry(cur)? else { return Ok(Step::End) };
+        let cfa = match e.sp_reg() {
+            Some(Reg::Sp) => offset(cur.sp, e.sp_offset)?,
+            Some(Reg::Fp) => offset(cur.fp, e.sp_offset)?,
+            _ => return Err(Reason::OrcUnexpected),
+        };
+        // The caller's CFA is the sp it had at the call: above this frame's sp, since a caller at
+        // a call site has saved its LR below it. Only an interrupted leaf may have CFA == sp.
+        if cfa < cur.sp || (cfa == cur.sp && !cur.exact) {
+            return Err(Reason::CfaBelowCallee);
+        }
+        let prev_fp = match e.fp_reg() {
+            Some(Reg::PrevSp) => {
+                let at = offset(cfa, e.fp_offset)?;
+                // At a call site x29 must point at the record ORC describes. After an exception
+                // the function may be between `stp` and `mov x29, sp`: the slot is still right.
+                if !cur.exact && cur.fp != at {
+                    return Err(Reason::FpMismatch);
+                }
+                self.bounds.admit(at, 8, true)?;
+                self.mem.read_u64(at).ok_or(Reason::ReadFault)?
+            }
+            // x29 not saved: still the caller's. At a call site this function built no record
+            // (no frame pointer); its return address can only come from ORC (below).
+            Some(Reg::Undefined) => cur.fp,
+            _ => return Err(Reason::OrcUnexpected),
+        };
+        let (raw_ra, kind) = match e.ra_reg() {
+            Some(Reg::PrevSp) => {
+                if e.fp_reg() == Some(Reg::Undefined) && e.sp_reg() != Some(Reg::Sp) {
+                    // No record and a CFA that hangs off a frame pointer this function never set.
+                    return Err(Reason::NoFrameRecord);
+                }
+                let at = offset(cfa, e.ra_offset)?;
+                (self.bounds.read(self.mem, at)?, FrameKind::Return)
+            }
+            Some(Reg::Undefined) => match cur.lr {
+                Some(lr) if cur.exact => (lr, FrameKind::LinkRegister),
+                _ => return Err(Reason::LrLiveAtCall),
+            },
+            _ => return Err(Reason::OrcUnexpected),
+        };
+        // The caller's sp must still be on an allowed stack (it may equal the stack's top).
+        self.bounds.admit(cfa, 0, false)?;
+        let (pc, kind) = self.return_address(raw_ra, prev_fp, kind)?;
+        Ok(Step::Next(Cursor { pc, sp: cfa, fp: prev_fp, lr: None, exact: e.signal() }, kind))
+    }
+
+    /// One step under the mainline policy: the frame record at fp, no ORC.
+    fn step_mainline(&mut self, cur: &Cursor) -> Result<Step, Reason> {
+        if let Some(step) = self.meta(cur)? {
+            return Ok(step);
+        }
+        if cur.exact {
+            // Mainline cannot say whether an interrupted function's record exists yet.
+            return Err(Reason::ExceptionBoundary);
+        }
+        self.bounds.admit(cur.fp, 16, true)?;
+        let prev_fp = self.mem.read_u64(cur.fp).ok_or(Reason::ReadFault)?;
+        let raw = self.mem.read_u64(cur.fp.checked_add(8).ok_or(Reason::OffStack)?).ok_or(Reason::ReadFault)?;
+        if self.cfg.end == EndRule::OrcEndOfStack && prev_fp == 0 {
+            return Ok(Step::End);
+        }
+        let (pc, kind) = self.return_address(raw, prev_fp, FrameKind::Return)?;
+        Ok(Step::Next(Cursor { pc, sp: cur.fp, fp: prev_fp, lr: None, exact: false }, kind))
+    }
+}
+
+/// Walks the stack from `start`, calling `consume` for every frame (return `false` to stop,
+/// which makes the walk unreliable: the consumer's buffer is full). Returns the verdict.
+pub fn walk<M, S, C, R, F>(start: Start, cfg: &Config, mem: &M, stacks: &S, code: &C, recovery: &R, mut consume: F) -> Verdict
+where
+    M: Memory,
+    S: Stacks,
+    C: CodeInfo,
+    R: ReturnRecovery,
+    F: FnMut(&Frame) -> bool,
+{
+    let mut cur = match start {
+        Start::Regs { pc, sp, fp, lr } => Cursor { pc, sp, fp, lr: Some(lr), exact: true },
+        Start::Call { pc, sp, fp } => Cursor { pc, sp, fp, lr: None, exact: false },
+    };
+    let fail = |reason, cur: &Cursor| Verdict::Unreliable { reason, pc: cur.pc, fp: cur.fp };
+    let bounds = Bounds { stacks, current: None, left: 0, floor: 0, task_only: cfg.task_stack_only };
+    let mut w = Walker { mem, code, recovery, cfg, bounds };
+    if let Err(r) = w.bounds.admit(cur.sp, 0, false) {
+        return fail(if r == Reason::OffStack { Reason::BadStart } else { r }, &cur);
+    }
+    let start_pc = strip_pac(cur.pc, cfg.layout.va_bits);
+    if !code.is_text(start_pc) {
+        return fail(Reason::UnknownText, &cur);
+    }
+    cur.pc = start_pc;
+    let mut kind = FrameKind::Start;
+    let mut frames: u32 = 0;
+    loop {
+        if frames >= cfg.max_frames || !consume(&Frame { pc: cur.pc, fp: cur.fp, kind }) {
+            return fail(Reason::FrameLimit, &cur);
+        }
+        frames = frames.saturating_add(1);
+        let step = match cfg.policy {
+            Policy::Orcwalk => w.step_orc(&cur),
+            Policy::Mainline => w.step_mainline(&cur),
+        };
+        match step {
+            Ok(Step::End) => return Verdict::Reliable,
+            Ok(Step::Next(next, k)) => {
+                cur = next;
+                kind = k;
+            }
+            Err(reason) => return fail(reason, &cur),
+        }
+    }
+}
