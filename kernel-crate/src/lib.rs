@@ -34,11 +34,16 @@ pub mod stacks;
 pub mod verdict;
 pub mod walk;
 
+#[cfg(test)]
+mod testkit;
+#[cfg(test)]
+mod walk_tests;
+
 pub use code::CodeInfo;
 pub use frame::{Frame, FrameKind};
 pub use layout::KernelLayout;
 pub use memory::Memory;
 pub use recovery::{NoRecovery, ReturnRecovery, Trampoline};
-pub use stacks::{StackInfo, StackKind, Stacks};
+pub use stacks::{StackInfo, StackKind, StackList, Stacks};
 pub use verdict::{Reason, Verdict};
 pub use walk::{Config, EndRule, Policy, Start, walk};

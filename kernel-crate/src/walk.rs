@@ -261,7 +261,9 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
         };
         // The caller's CFA is the sp it had at the call: above this frame's sp, since a caller at
         // a call site has saved its LR below it. Only an interrupted leaf may have CFA == sp.
-        if cfa < cur.sp || (cfa == cur.sp && !cur.exact) {
+        // Across a stack switch (CFA on another stack) the one-way stack rule applies instead.
+        let same_stack = self.bounds.current.is_some_and(|s| s.contains(cfa, 0) && s.contains(cur.sp, 0));
+        if same_stack && (cfa < cur.sp || (cfa == cur.sp && !cur.exact)) {
             return Err(Reason::CfaBelowCallee);
         }
         let prev_fp = match e.fp_reg() {
@@ -310,12 +312,13 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
             // Mainline cannot say whether an interrupted function's record exists yet.
             return Err(Reason::ExceptionBoundary);
         }
+        // A plain frame-pointer walk of a user program ends at the record glibc's _start zeroed.
+        if self.cfg.end == EndRule::OrcEndOfStack && cur.fp == 0 {
+            return Ok(Step::End);
+        }
         self.bounds.admit(cur.fp, 16, true)?;
         let prev_fp = self.mem.read_u64(cur.fp).ok_or(Reason::ReadFault)?;
         let raw = self.mem.read_u64(cur.fp.checked_add(8).ok_or(Reason::OffStack)?).ok_or(Reason::ReadFault)?;
-        if self.cfg.end == EndRule::OrcEndOfStack && prev_fp == 0 {
-            return Ok(Step::End);
-        }
         let (pc, kind) = self.return_address(raw, prev_fp, FrameKind::Return)?;
         Ok(Step::Next(Cursor { pc, sp: cur.fp, fp: prev_fp, lr: None, exact: false }, kind))
     }
@@ -323,7 +326,15 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
 
 /// Walks the stack from `start`, calling `consume` for every frame (return `false` to stop,
 /// which makes the walk unreliable: the consumer's buffer is full). Returns the verdict.
-pub fn walk<M, S, C, R, F>(start: Start, cfg: &Config, mem: &M, stacks: &S, code: &C, recovery: &R, mut consume: F) -> Verdict
+pub fn walk<M, S, C, R, F>(
+    start: Start,
+    cfg: &Config,
+    mem: &M,
+    stacks: &S,
+    code: &C,
+    recovery: &R,
+    mut consume: F,
+) -> Verdict
 where
     M: Memory,
     S: Stacks,

@@ -1,0 +1,323 @@
+//! Hand-made kernel stacks for the unit tests: a builder that executes calls, prologues and
+//! exceptions the way arm64 code does, writing the stack and recording the true frames as it goes,
+//! plus the ORC table describing the functions it uses.
+
+extern crate std;
+
+use std::collections::BTreeMap;
+use std::vec::Vec;
+
+use orc_format::{Kind, OrcEntry, OrcTable, Reg, TableFile};
+
+use crate::code::CodeInfo;
+use crate::layout::{KernelLayout, META_FINAL, META_PT_REGS};
+use crate::memory::Memory;
+use crate::recovery::{ReturnRecovery, Trampoline};
+use crate::stacks::{StackInfo, StackKind};
+
+pub const TEXT: u64 = 0xffff_8000_8001_0000;
+pub const TEXT_END: u64 = TEXT + 0x10000;
+pub const TASK_LOW: u64 = 0xffff_8000_8400_0000;
+pub const TASK_HIGH: u64 = TASK_LOW + 0x4000;
+pub const IRQ_LOW: u64 = 0xffff_8000_8800_0000;
+pub const IRQ_HIGH: u64 = IRQ_LOW + 0x4000;
+/// Entry assembly (no ORC): the return address the first C handler sees.
+pub const ENTRY: u64 = TEXT + 0x8000;
+pub const ENTRY_RET: u64 = ENTRY + 0x10;
+/// Text with no ORC at all (like assembly without CFI).
+pub const NO_ORC: u64 = TEXT + 0x9000;
+pub const TRAMPOLINE: u64 = TEXT + 0xa000;
+
+/// A function shape: its rows (offset, entry), size, and where its call site returns to.
+#[derive(Clone, Copy, Debug)]
+pub struct Func {
+    pub base: u64,
+    pub shape: Shape,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// `stp x29, x30, [sp, #-n]!; mov x29, sp; ... bl; ... ldp x29, x30, [sp], #n; ret`
+    Framed(u16),
+    /// `sub sp, sp, #big; stp x29, x30, [sp, #-16]!; mov x29, sp; ... add sp...; ret`
+    BigFrame(u16),
+    /// No frame at all: LR stays live.
+    Leaf,
+    /// `str x30, [sp, #-16]!; ... bl; ... ldr x30, [sp], #16; ret`: saves LR, builds no record.
+    NoRecord,
+}
+
+pub const CALL_RET: u64 = 0x20;
+pub const EPILOGUE: u64 = 0x44;
+pub const FUNC_LEN: u64 = 0x48;
+
+impl Func {
+    pub const fn at(slot: u64, shape: Shape) -> Func {
+        Func { base: TEXT + slot * 0x100, shape }
+    }
+
+    pub fn rows(&self) -> Vec<(u64, OrcEntry)> {
+        let call = |sp, fpo, rao| OrcEntry::new(Kind::Call, Reg::Sp, sp, Reg::PrevSp, fpo, Reg::PrevSp, rao, false);
+        let entry = OrcEntry::new(Kind::Call, Reg::Sp, 0, Reg::Undefined, 0, Reg::Undefined, 0, false);
+        let b = self.base;
+        let mut rows = std::vec![(b, entry)];
+        match self.shape {
+            Shape::Framed(n) => {
+                let n = n as i16;
+                rows.push((b + 4, call(n, -n, -n + 8)));
+                rows.push((b + EPILOGUE, entry));
+            }
+            Shape::BigFrame(n) => {
+                let n = n as i16;
+                rows.push((b + 4, OrcEntry::new(Kind::Call, Reg::Sp, n, Reg::Undefined, 0, Reg::Undefined, 0, false)));
+                rows.push((b + 8, call(n + 16, -n - 16, -n - 8)));
+                rows.push((
+                    b + EPILOGUE - 4,
+                    OrcEntry::new(Kind::Call, Reg::Sp, n, Reg::Undefined, 0, Reg::Undefined, 0, false),
+                ));
+                rows.push((b + EPILOGUE, entry));
+            }
+            Shape::Leaf => {}
+            Shape::NoRecord => {
+                rows.push((b + 4, OrcEntry::new(Kind::Call, Reg::Sp, 16, Reg::Undefined, 0, Reg::PrevSp, -16, false)));
+                rows.push((b + EPILOGUE, entry));
+            }
+        }
+        rows.push((b + FUNC_LEN, OrcEntry::UNDEFINED));
+        rows
+    }
+}
+
+pub fn table_from_rows(rows: Vec<(u64, OrcEntry)>) -> OrcTable<'static> {
+    let ips: Vec<u64> = rows.iter().map(|r| r.0).collect();
+    let entries: Vec<OrcEntry> = rows.iter().map(|r| r.1).collect();
+    let bytes = orc_format::file::write(&ips, &entries, &[], true).unwrap();
+    TableFile::parse(std::boxed::Box::leak(bytes.into_boxed_slice())).unwrap().table
+}
+
+/// Stack memory: written words, poison elsewhere on the stacks (real stacks are fully readable
+/// and full of stale data), and optionally one address whose read faults.
+#[derive(Clone, Debug, Default)]
+pub struct Mem(pub BTreeMap<u64, u64>, pub Option<u64>);
+
+pub const POISON: u64 = 0x5a5a_5a5a_5a5a_5a5a;
+
+impl Memory for Mem {
+    fn read_u64(&self, addr: u64) -> Option<u64> {
+        if self.1 == Some(addr) {
+            return None;
+        }
+        let on_stack = (TASK_LOW..TASK_HIGH).contains(&addr) || (IRQ_LOW..IRQ_HIGH).contains(&addr);
+        self.0.get(&addr).copied().or(on_stack.then_some(POISON))
+    }
+}
+
+pub struct Code {
+    pub table: OrcTable<'static>,
+}
+
+impl CodeInfo for Code {
+    fn is_text(&self, pc: u64) -> bool {
+        (TEXT..TEXT_END).contains(&pc)
+    }
+    fn orc(&self, pc: u64) -> Option<OrcEntry> {
+        // Entry assembly and NO_ORC text have no CFI: no table entry covers them.
+        if (ENTRY..TEXT_END).contains(&pc) {
+            return None;
+        }
+        self.table.find(pc).map(|(_, e)| e)
+    }
+    fn is_entry_text(&self, pc: u64) -> bool {
+        (ENTRY..ENTRY + 0x100).contains(&pc)
+    }
+}
+
+/// ftrace-graph style recovery: the original return address is kept per frame pointer.
+#[derive(Default)]
+pub struct Graph(pub BTreeMap<u64, u64>);
+
+impl ReturnRecovery for Graph {
+    fn trampoline(&self, pc: u64) -> Option<Trampoline> {
+        (pc == TRAMPOLINE).then_some(Trampoline::FgraphReturn)
+    }
+    fn recover(&self, _which: Trampoline, fp: u64, _pc: u64) -> Option<u64> {
+        self.0.get(&fp).copied()
+    }
+}
+
+pub fn stacks() -> [StackInfo; 2] {
+    [
+        StackInfo { low: TASK_LOW, high: TASK_HIGH, kind: StackKind::Task },
+        StackInfo { low: IRQ_LOW, high: IRQ_HIGH, kind: StackKind::Irq },
+    ]
+}
+
+/// Executes a kernel stack: starts like a task entered from userspace (pt_regs at the top,
+/// final record), then calls, takes exceptions and switches stacks. `truth` collects the
+/// return addresses a perfect unwinder reports, innermost last.
+pub struct Builder {
+    pub mem: Mem,
+    pub layout: KernelLayout,
+    pub sp: u64,
+    pub fp: u64,
+    /// The pc the current function will resume at (a return address into it), or where it is.
+    pub pc: u64,
+    pub lr: u64,
+    pub truth: Vec<u64>,
+    pub current: Option<Func>,
+}
+
+impl Builder {
+    pub fn new(layout: KernelLayout) -> Builder {
+        let mut b = Builder {
+            mem: Mem::default(),
+            layout,
+            sp: 0,
+            fp: 0,
+            pc: ENTRY_RET,
+            lr: 0,
+            truth: Vec::new(),
+            current: None,
+        };
+        let regs = TASK_HIGH - layout.pt_regs_size;
+        let rec = regs + layout.stackframe;
+        b.w(rec, 0);
+        b.w(rec + 8, 0);
+        if layout.meta_records {
+            b.w(rec + 16, META_FINAL);
+        }
+        b.sp = regs;
+        b.fp = rec;
+        b.truth.push(ENTRY_RET);
+        b
+    }
+
+    pub fn w(&mut self, addr: u64, val: u64) {
+        self.mem.0.insert(addr, val);
+    }
+
+    /// The current function calls `f` and `f` runs its prologue up to its call site.
+    pub fn call(&mut self, f: Func) -> &mut Builder {
+        let ret = self.pc;
+        self.lr = ret;
+        match f.shape {
+            Shape::Framed(n) => {
+                self.sp -= u64::from(n);
+                self.w(self.sp, self.fp);
+                self.w(self.sp + 8, ret);
+                self.fp = self.sp;
+            }
+            Shape::BigFrame(n) => {
+                self.sp -= u64::from(n) + 16;
+                self.w(self.sp, self.fp);
+                self.w(self.sp + 8, ret);
+                self.fp = self.sp;
+            }
+            Shape::NoRecord => {
+                self.sp -= 16;
+                self.w(self.sp, ret);
+            }
+            Shape::Leaf => panic!("a leaf makes no calls"),
+        }
+        self.pc = f.base + CALL_RET;
+        self.truth.push(self.pc);
+        self.current = Some(f);
+        self
+    }
+
+    /// The state of the walk's caller: the current function at its call site.
+    pub fn start_call(&self) -> crate::walk::Start {
+        crate::walk::Start::Call { pc: self.pc, sp: self.sp, fp: self.fp }
+    }
+
+    /// The current function calls `f`, which is interrupted `off` bytes into it; returns the
+    /// registers at that moment. Prologue and epilogue states follow the shape.
+    pub fn interrupted(&mut self, f: Func, off: u64) -> crate::walk::Start {
+        let ret = self.pc;
+        let (mut sp, mut fp) = (self.sp, self.fp);
+        let prologue_done = |o: u64| (8..EPILOGUE).contains(&o);
+        match f.shape {
+            Shape::Framed(n) => {
+                if (4..EPILOGUE).contains(&off) {
+                    sp -= u64::from(n);
+                    self.w(sp, self.fp);
+                    self.w(sp + 8, ret);
+                    if prologue_done(off) {
+                        fp = sp;
+                    }
+                }
+            }
+            Shape::BigFrame(n) => {
+                if (4..EPILOGUE).contains(&off) {
+                    sp -= u64::from(n);
+                }
+                if (8..EPILOGUE - 4).contains(&off) {
+                    sp -= 16;
+                    self.w(sp, self.fp);
+                    self.w(sp + 8, ret);
+                    fp = sp;
+                }
+            }
+            Shape::NoRecord => {
+                if (4..EPILOGUE).contains(&off) {
+                    sp -= 16;
+                    self.w(sp, ret);
+                }
+            }
+            Shape::Leaf => {}
+        }
+        let pc = f.base + off;
+        self.truth.push(pc);
+        self.sp = sp;
+        self.fp = fp;
+        self.pc = pc;
+        self.lr = ret;
+        crate::walk::Start::Regs { pc, sp, fp, lr: ret }
+    }
+
+    /// An exception taken at `regs` (EL1h): pt_regs pushed below sp, the entry code's record in
+    /// it, and the handler chain starts from entry assembly.
+    pub fn exception(&mut self, regs: crate::walk::Start) -> &mut Builder {
+        let crate::walk::Start::Regs { pc, sp, fp, lr } = regs else { panic!("exception needs registers") };
+        let l = self.layout;
+        let base = (sp - l.pt_regs_size) & !15;
+        self.w(base + l.x29, fp);
+        self.w(base + l.x30, lr);
+        self.w(base + l.sp, sp);
+        self.w(base + l.pc, pc);
+        self.w(base + l.pstate, 0x3c5); // EL1h, interrupts masked
+        let rec = base + l.stackframe;
+        if l.meta_records {
+            self.w(rec, 0);
+            self.w(rec + 8, 0);
+            self.w(rec + 16, META_PT_REGS);
+        } else {
+            self.w(rec, fp);
+            self.w(rec + 8, pc);
+        }
+        self.sp = base;
+        self.fp = rec;
+        self.pc = ENTRY_RET;
+        self.truth.push(ENTRY_RET);
+        self
+    }
+
+    /// Moves to the IRQ stack as `call_on_irq_stack` does: a record on the old stack, then sp
+    /// at the top of the IRQ stack. The switching function itself is `via` (which must have ORC
+    /// saying CFA = fp + 16 for the walk to prove it).
+    pub fn switch_to_irq(&mut self, via: u64) -> &mut Builder {
+        self.sp -= 16;
+        self.w(self.sp, self.fp);
+        self.w(self.sp + 8, self.pc);
+        self.fp = self.sp;
+        self.sp = IRQ_HIGH;
+        self.pc = via;
+        self.truth.push(via);
+        self
+    }
+
+    /// The truth innermost first, as a walk reports it.
+    pub fn expected(&self) -> Vec<u64> {
+        self.truth.iter().rev().copied().collect()
+    }
+}

@@ -1,0 +1,376 @@
+//! The walk on hand-made stacks: every row kind, every prologue position after an exception,
+//! each supported kernel layout, and one test per reason. Ground truth comes from the builder
+//! (`testkit`), which executes the calls rather than describing them.
+
+extern crate std;
+
+use std::vec::Vec;
+
+use orc_format::{Kind, OrcEntry, Reg};
+
+use crate::stacks::StackInfo;
+use crate::testkit::*;
+use crate::{Config, EndRule, FrameKind, KernelLayout, Policy, Reason, StackList, Start, Verdict, walk};
+
+const A: Func = Func::at(1, Shape::Framed(32));
+const B: Func = Func::at(2, Shape::Framed(48));
+const BIG: Func = Func::at(3, Shape::BigFrame(4096));
+const LEAF: Func = Func::at(4, Shape::Leaf);
+const NOREC: Func = Func::at(5, Shape::NoRecord);
+const H: Func = Func::at(6, Shape::Framed(16));
+/// A call_on_irq_stack-like function: CFA = x29 + 16, record at CFA - 16.
+const VIA: u64 = TEXT + 0x700;
+/// Functions whose single row is set per test (slot 0x10..).
+const ODD: u64 = TEXT + 0x1000;
+/// A user program's _start: END_OF_STACK after its first instruction.
+const USTART: u64 = TEXT + 0x800;
+
+fn rows(extra: &[(u64, OrcEntry)]) -> Vec<(u64, OrcEntry)> {
+    let mut r: Vec<(u64, OrcEntry)> = [A, B, BIG, LEAF, NOREC, H].iter().flat_map(|f| f.rows()).collect();
+    r.push((VIA, OrcEntry::new(Kind::Call, Reg::Fp, 16, Reg::PrevSp, -16, Reg::PrevSp, -8, false)));
+    r.push((VIA + 0x40, OrcEntry::UNDEFINED));
+    r.push((USTART, OrcEntry::new(Kind::Call, Reg::Sp, 0, Reg::Undefined, 0, Reg::Undefined, 0, false)));
+    r.push((USTART + 4, OrcEntry::end_of_stack()));
+    r.push((USTART + 0x40, OrcEntry::UNDEFINED));
+    r.extend_from_slice(extra);
+    r.sort_by_key(|e| e.0);
+    r
+}
+
+struct Run {
+    verdict: Verdict,
+    pcs: Vec<u64>,
+    kinds: Vec<FrameKind>,
+}
+
+fn run_with(
+    b: &Builder,
+    start: Start,
+    cfg: Config,
+    extra: &[(u64, OrcEntry)],
+    graph: &Graph,
+    stacks: &[StackInfo],
+) -> Run {
+    let code = Code { table: table_from_rows(rows(extra)) };
+    let (mut pcs, mut kinds) = (Vec::new(), Vec::new());
+    let verdict = walk(start, &cfg, &b.mem, &StackList { stacks }, &code, graph, |f| {
+        pcs.push(f.pc);
+        kinds.push(f.kind);
+        true
+    });
+    Run { verdict, pcs, kinds }
+}
+
+fn run(b: &Builder, start: Start, cfg: Config) -> Run {
+    run_with(b, start, cfg, &[], &Graph::default(), &stacks())
+}
+
+fn reason(r: &Run) -> Option<Reason> {
+    match r.verdict {
+        Verdict::Reliable => None,
+        Verdict::Unreliable { reason, .. } => Some(reason),
+    }
+}
+
+const LAYOUTS: [KernelLayout; 3] = [KernelLayout::V6_12, KernelLayout::V6_13, KernelLayout::GENERIC_ENTRY];
+
+#[test]
+fn call_chain_is_reliable_and_exact() {
+    for layout in LAYOUTS {
+        let mut b = Builder::new(layout);
+        b.call(A).call(B).call(BIG).call(NOREC).call(A);
+        let r = run(&b, b.start_call(), Config::kernel(layout));
+        assert_eq!(r.verdict, Verdict::Reliable, "{layout:?}");
+        assert_eq!(r.pcs, b.expected());
+    }
+}
+
+/// An exception may interrupt any instruction: before the `stp`, between `stp` and `mov x29`,
+/// in the body, after the `ldp`, in a leaf, in a big frame between `sub sp` and `stp`, in a
+/// function that saves only LR. The walk must cross the pt_regs and prove every position.
+#[test]
+fn every_instruction_of_every_shape_after_an_exception() {
+    for layout in LAYOUTS {
+        for f in [A, BIG, LEAF, NOREC] {
+            for off in (0..FUNC_LEN).step_by(4) {
+                let mut b = Builder::new(layout);
+                b.call(A).call(B);
+                let regs = b.interrupted(f, off);
+                b.exception(regs).call(H).call(A);
+                let r = run(&b, b.start_call(), Config::kernel(layout));
+                assert_eq!(r.verdict, Verdict::Reliable, "{layout:?} {:?}+{off:#x}", f.shape);
+                assert_eq!(r.pcs, b.expected(), "{layout:?} {:?}+{off:#x}", f.shape);
+                assert!(r.kinds.contains(&FrameKind::Exception));
+            }
+        }
+    }
+}
+
+#[test]
+fn starting_from_exception_registers() {
+    let mut b = Builder::new(KernelLayout::V6_13);
+    b.call(A);
+    let regs = b.interrupted(LEAF, 8);
+    let r = run(&b, regs, Config::kernel(KernelLayout::V6_13));
+    assert_eq!(r.verdict, Verdict::Reliable);
+    assert_eq!(r.pcs, b.expected());
+    assert_eq!(r.kinds[1], FrameKind::LinkRegister);
+}
+
+#[test]
+fn mainline_policy_stops_at_exceptions_only() {
+    let layout = KernelLayout::V6_13;
+    let cfg = Config { policy: Policy::Mainline, ..Config::kernel(layout) };
+    let mut b = Builder::new(layout);
+    b.call(A).call(B);
+    let r = run(&b, b.start_call(), cfg);
+    assert_eq!(r.verdict, Verdict::Reliable);
+    assert_eq!(r.pcs, b.expected());
+    let regs = b.interrupted(A, 0x10);
+    b.exception(regs).call(H);
+    assert_eq!(reason(&run(&b, b.start_call(), cfg)), Some(Reason::ExceptionBoundary));
+    assert_eq!(run(&b, b.start_call(), Config::kernel(layout)).verdict, Verdict::Reliable);
+}
+
+#[test]
+fn irq_stack_switch_and_no_reentry() {
+    let layout = KernelLayout::V6_13;
+    let mut b = Builder::new(layout);
+    b.call(A);
+    let regs = b.interrupted(B, 0x10);
+    b.exception(regs).call(H).switch_to_irq(VIA + 0x10).call(H).call(A);
+    let r = run(&b, b.start_call(), Config::kernel(layout));
+    assert_eq!(r.verdict, Verdict::Reliable);
+    assert_eq!(r.pcs, b.expected());
+
+    // A blocked task may not use the IRQ stack: its saved sp there is a bad start, and a task
+    // record leading onto it is off its stacks.
+    let cfg = Config { task_stack_only: true, ..Config::kernel(layout) };
+    assert_eq!(reason(&run(&b, b.start_call(), cfg)), Some(Reason::BadStart));
+    let mut t = Builder::new(layout);
+    t.call(A).call(B);
+    let rec = t.fp;
+    t.w(rec, IRQ_HIGH - 0x40);
+    assert_eq!(reason(&run(&t, t.start_call(), cfg)), Some(Reason::OffStack));
+
+    // A task-stack record that points back into the IRQ stack: re-entry.
+    let mut b = Builder::new(layout);
+    b.call(A).switch_to_irq(VIA + 0x10).call(H).call(A);
+    let task_rec =
+        b.mem.0.iter().find(|(a, v)| **a < TASK_HIGH && **v == A.base + CALL_RET).map(|(a, _)| a - 8).unwrap();
+    let irq_rec = b.fp;
+    b.w(task_rec, irq_rec + 0x10);
+    b.w(irq_rec + 0x10, 0);
+    b.w(irq_rec + 0x18, A.base + CALL_RET);
+    assert!(!run(&b, b.start_call(), Config::kernel(layout)).verdict.is_reliable());
+}
+
+#[test]
+fn user_program_ends_at_orc_end_of_stack() {
+    let mut b = Builder::new(KernelLayout::V6_13);
+    b.mem.0.clear();
+    b.sp = TASK_HIGH;
+    b.fp = 0;
+    b.pc = USTART + 8;
+    b.truth = std::vec![USTART + 8];
+    b.call(A).call(B).call(NOREC).call(A);
+    let cfg = Config { end: EndRule::OrcEndOfStack, ..Config::kernel(KernelLayout::V6_13) };
+    let r = run(&b, b.start_call(), cfg);
+    assert_eq!(r.verdict, Verdict::Reliable);
+    assert_eq!(r.pcs, b.expected());
+    // The plain frame-pointer walk skips the function that built no record: reliable but wrong,
+    // which is exactly what orcwalk's ORC check exists to prevent.
+    let m = run(&b, b.start_call(), Config { policy: Policy::Mainline, ..cfg });
+    assert_ne!(m.pcs, b.expected());
+}
+
+/// A plain chain new → A → B → A, and the address of the innermost record.
+fn chain() -> Builder {
+    let mut b = Builder::new(KernelLayout::V6_13);
+    b.call(A).call(B).call(A);
+    b
+}
+
+fn corrupt(f: impl FnOnce(&mut Builder, u64)) -> Option<Reason> {
+    let mut b = chain();
+    let rec = b.fp;
+    f(&mut b, rec);
+    reason(&run(&b, b.start_call(), Config::kernel(KernelLayout::V6_13)))
+}
+
+#[test]
+fn reason_fp_mismatch() {
+    assert_eq!(
+        corrupt(|b, rec| {
+            let s = b.mem.0[&rec];
+            b.w(rec, s + 16)
+        }),
+        Some(Reason::FpMismatch)
+    );
+}
+
+#[test]
+fn reason_missing_orc() {
+    assert_eq!(corrupt(|b, rec| b.w(rec + 8, NO_ORC + 8)), Some(Reason::MissingOrc));
+}
+
+#[test]
+fn reason_orc_undefined() {
+    assert_eq!(corrupt(|b, rec| b.w(rec + 8, B.base + FUNC_LEN + 8)), Some(Reason::OrcUndefined));
+}
+
+#[test]
+fn reason_unknown_text() {
+    assert_eq!(corrupt(|b, rec| b.w(rec + 8, 0x1234)), Some(Reason::UnknownText));
+}
+
+#[test]
+fn reason_alignment_and_off_stack() {
+    // Memory safety is checked before ORC: a misaligned saved fp is an alignment failure.
+    assert_eq!(
+        corrupt(|b, rec| {
+            let s = b.mem.0[&rec];
+            b.w(rec, s + 4)
+        }),
+        Some(Reason::Alignment)
+    );
+    let mut b = chain();
+    let fp = b.fp;
+    assert_eq!(
+        reason(&run(&b, Start::Call { pc: b.pc, sp: b.sp, fp: fp + 4 }, Config::kernel(KernelLayout::V6_13))),
+        Some(Reason::Alignment)
+    );
+    b.fp = 0xdead_0000;
+    assert_eq!(reason(&run(&b, b.start_call(), Config::kernel(KernelLayout::V6_13))), Some(Reason::OffStack));
+}
+
+#[test]
+fn reason_not_increasing_loop() {
+    let mut b = chain();
+    let rec = b.fp;
+    b.w(rec, rec); // the record points at itself
+    let cfg = Config { policy: Policy::Mainline, ..Config::kernel(KernelLayout::V6_13) };
+    assert_eq!(reason(&run(&b, b.start_call(), cfg)), Some(Reason::NotIncreasing));
+    assert!(!run(&b, b.start_call(), Config::kernel(KernelLayout::V6_13)).verdict.is_reliable());
+}
+
+#[test]
+fn reason_read_fault() {
+    assert_eq!(corrupt(|b, rec| b.mem.1 = Some(rec + 8)), Some(Reason::ReadFault));
+}
+
+#[test]
+fn trampolines_recovered_or_unreliable() {
+    let layout = KernelLayout::V6_13;
+    let mut b = chain();
+    let rec = b.fp;
+    let orig = b.mem.0[&(rec + 8)];
+    let caller_fp = b.mem.0[&rec];
+    b.w(rec + 8, TRAMPOLINE);
+    assert_eq!(reason(&run(&b, b.start_call(), Config::kernel(layout))), Some(Reason::Trampoline));
+    let mut g = Graph::default();
+    g.0.insert(caller_fp, orig);
+    let r = run_with(&b, b.start_call(), Config::kernel(layout), &[], &g, &stacks());
+    assert_eq!(r.verdict, Verdict::Reliable);
+    assert_eq!(r.pcs, b.expected());
+    assert_eq!(r.kinds[1], FrameKind::Recovered);
+}
+
+#[test]
+fn pac_signed_return_addresses() {
+    let mut b = chain();
+    let rec = b.fp;
+    let ra = b.mem.0[&(rec + 8)];
+    b.w(rec + 8, (ra & 0x00ff_ffff_ffff_ffff) | 0x5a00_0000_0000_0000 | (1 << 55));
+    let r = run(&b, b.start_call(), Config::kernel(KernelLayout::V6_13));
+    assert_eq!(r.verdict, Verdict::Reliable);
+    assert_eq!(r.pcs, b.expected());
+}
+
+#[test]
+fn reason_frame_limit() {
+    let b = chain();
+    let cfg = Config { max_frames: 2, ..Config::kernel(KernelLayout::V6_13) };
+    assert_eq!(reason(&run(&b, b.start_call(), cfg)), Some(Reason::FrameLimit));
+    let code = Code { table: table_from_rows(rows(&[])) };
+    let v = walk(
+        b.start_call(),
+        &Config::kernel(KernelLayout::V6_13),
+        &b.mem,
+        &StackList { stacks: &stacks() },
+        &code,
+        &Graph::default(),
+        |_| false,
+    );
+    assert!(matches!(v, Verdict::Unreliable { reason: Reason::FrameLimit, .. }));
+}
+
+#[test]
+fn reason_bad_meta_record() {
+    for ty in [crate::layout::META_FINAL, crate::layout::META_NONE, 7] {
+        assert_eq!(
+            corrupt(|b, rec| {
+                b.w(rec, 0);
+                b.w(rec + 8, 0);
+                b.w(rec + 16, ty)
+            }),
+            Some(Reason::BadMetaRecord),
+            "type {ty}"
+        );
+    }
+}
+
+fn odd_row(e: OrcEntry) -> Option<Reason> {
+    let mut b = chain();
+    let rec = b.fp;
+    b.w(rec + 8, ODD + 0x10);
+    let extra = [(ODD, e), (ODD + 0x40, OrcEntry::UNDEFINED)];
+    reason(&run_with(&b, b.start_call(), Config::kernel(KernelLayout::V6_13), &extra, &Graph::default(), &stacks()))
+}
+
+#[test]
+fn reasons_from_orc_rows() {
+    // Return address into a function whose row says LR is live: impossible at a call site.
+    assert_eq!(
+        odd_row(OrcEntry::new(Kind::Call, Reg::Sp, 16, Reg::PrevSp, -16, Reg::Undefined, 0, false)),
+        Some(Reason::LrLiveAtCall)
+    );
+    // No record, CFA on a frame pointer the function never set.
+    assert_eq!(
+        odd_row(OrcEntry::new(Kind::Call, Reg::Fp, 16, Reg::Undefined, 0, Reg::PrevSp, -8, false)),
+        Some(Reason::NoFrameRecord)
+    );
+    // CFA below the callee's.
+    assert_eq!(
+        odd_row(OrcEntry::new(Kind::Call, Reg::Sp, -16, Reg::PrevSp, -16, Reg::PrevSp, -8, false)),
+        Some(Reason::CfaBelowCallee)
+    );
+    // pt_regs rows and END_OF_STACK do not come from a kernel's CFI.
+    assert_eq!(
+        odd_row(OrcEntry::new(Kind::Regs, Reg::Sp, 16, Reg::PrevSp, -16, Reg::PrevSp, -8, false)),
+        Some(Reason::OrcUnexpected)
+    );
+    assert_eq!(odd_row(OrcEntry::end_of_stack()), Some(Reason::OrcUnexpected));
+}
+
+#[test]
+fn reason_bad_start() {
+    let b = chain();
+    let r = run(&b, Start::Call { pc: b.pc, sp: 0x1000, fp: b.fp }, Config::kernel(KernelLayout::V6_13));
+    assert_eq!(reason(&r), Some(Reason::BadStart));
+}
+
+#[test]
+fn v6_12_synthetic_record_must_match_pt_regs() {
+    let layout = KernelLayout::V6_12;
+    let mut b = Builder::new(layout);
+    b.call(A);
+    let regs = b.interrupted(B, 0x10);
+    b.exception(regs).call(H);
+    assert_eq!(run(&b, b.start_call(), Config::kernel(layout)).verdict, Verdict::Reliable);
+    // The entry code's record disagrees with the pt_regs it sits in.
+    let rec = b.mem.0.iter().find(|(_, v)| **v == ENTRY_RET).map(|(a, _)| a - 8).unwrap();
+    let synthetic = b.mem.0[&rec];
+    b.w(synthetic + 8, A.base + 8);
+    assert_eq!(reason(&run(&b, b.start_call(), Config::kernel(layout))), Some(Reason::BadMetaRecord));
+}
