@@ -67,3 +67,117 @@ quickcheck! {
             && back.signal() == (c.signal() != 0)
     }
 }
+
+mod kernel_layouts {
+    use std::mem::{offset_of, size_of};
+
+    use orcwalk::KernelLayout;
+    use orcwalk_suite::c_kernel as k;
+
+    fn check(layout: KernelLayout, size: usize, x: [usize; 6], meta: bool) {
+        assert_eq!(layout.pt_regs_size as usize, size);
+        let [x29, x30, sp, pc, pstate, stackframe] = x;
+        assert_eq!(layout.x29 as usize, x29, "x29");
+        assert_eq!(layout.x30 as usize, x30, "x30");
+        assert_eq!(layout.sp as usize, sp, "sp");
+        assert_eq!(layout.pc as usize, pc, "pc");
+        assert_eq!(layout.pstate as usize, pstate, "pstate");
+        assert_eq!(layout.stackframe as usize, stackframe, "stackframe");
+        assert_eq!(layout.meta_records, meta);
+    }
+
+    macro_rules! offsets {
+        ($t:ty) => {
+            [
+                offset_of!($t, __bindgen_anon_1) + 29 * 8,
+                offset_of!($t, __bindgen_anon_1) + 30 * 8,
+                offset_of!(k::user_pt_regs, sp),
+                offset_of!(k::user_pt_regs, pc),
+                offset_of!(k::user_pt_regs, pstate),
+                offset_of!($t, stackframe),
+            ]
+        };
+    }
+
+    #[test]
+    fn pt_regs_per_kernel_version() {
+        check(KernelLayout::V6_12, size_of::<k::pt_regs_v6_12>(), offsets!(k::pt_regs_v6_12), false);
+        check(KernelLayout::V6_13, size_of::<k::pt_regs_v6_13>(), offsets!(k::pt_regs_v6_13), true);
+        check(
+            KernelLayout::GENERIC_ENTRY,
+            size_of::<k::pt_regs_generic_entry>(),
+            offsets!(k::pt_regs_generic_entry),
+            true,
+        );
+        assert_eq!(size_of::<k::pt_regs_v6_13>(), 336);
+        assert_eq!(size_of::<k::pt_regs_generic_entry>(), 320);
+    }
+
+    #[test]
+    fn meta_record_and_cpu_context() {
+        assert_eq!(offset_of!(k::frame_record_meta, type_), 16);
+        assert_eq!(k::FRAME_META_TYPE_NONE as u64, orcwalk::layout::META_NONE);
+        assert_eq!(k::FRAME_META_TYPE_FINAL as u64, orcwalk::layout::META_FINAL);
+        assert_eq!(k::FRAME_META_TYPE_PT_REGS as u64, orcwalk::layout::META_PT_REGS);
+        // DESIGN §4: cpu_context fp @80, sp @88, pc @96.
+        assert_eq!(
+            (offset_of!(k::cpu_context, fp), offset_of!(k::cpu_context, sp), offset_of!(k::cpu_context, pc)),
+            (80, 88, 96)
+        );
+    }
+}
+
+mod abi {
+    use std::mem::{offset_of, size_of};
+
+    use orcwalk::ffi as r;
+    use orcwalk_suite::c_abi as c;
+
+    macro_rules! same {
+        ($c:ty, $r:ty, [$($f:ident),*]) => {
+            assert_eq!(size_of::<$c>(), size_of::<$r>(), stringify!($c));
+            $( assert_eq!(offset_of!($c, $f), offset_of!($r, $f), concat!(stringify!($c), ".", stringify!($f))); )*
+        };
+    }
+
+    #[test]
+    fn structs_match_the_header() {
+        same!(c::orcwalk_table, r::OrcwalkTable, [ip, orc, num_entries, lookup_blocks, lookup, lookup_base]);
+        same!(
+            c::orcwalk_layout,
+            r::OrcwalkLayout,
+            [pt_regs_size, x29, x30, sp, pc, pstate, stackframe, meta_records, va_bits]
+        );
+        same!(c::orcwalk_stack, r::OrcwalkStack, [low, high, kind, pad]);
+        same!(c::orcwalk_verdict, r::OrcwalkVerdict, [reason, pad, pc, fp]);
+        same!(
+            c::orcwalk_context,
+            r::OrcwalkContext,
+            [
+                table,
+                layout,
+                text_start,
+                text_end,
+                entry_start,
+                entry_end,
+                fgraph_return,
+                kretprobe_trampoline,
+                stacks,
+                nr_stacks,
+                task_stack_only,
+                start_regs,
+                mainline,
+                pc,
+                sp,
+                fp,
+                lr,
+                max_frames,
+                pad,
+                read,
+                recover,
+                ctx
+            ]
+        );
+        assert_eq!(c::orcwalk_stack_kind_ORCWALK_STACK_EFI, 5);
+    }
+}

@@ -9,6 +9,7 @@
 //! [`ReturnRecovery`]), so the same code runs in a kernel and in the simulator. No allocation, no
 //! recursion, no floating point, bounded work, and no panicking operation outside tests.
 #![no_std]
+#![deny(unsafe_code)]
 #![cfg_attr(
     not(test),
     deny(
@@ -25,6 +26,8 @@
 )]
 
 pub mod code;
+#[allow(unsafe_code)] // the one module allowed raw pointers; see its header
+pub mod ffi;
 pub mod frame;
 pub mod layout;
 pub mod memory;
@@ -34,12 +37,19 @@ pub mod stacks;
 pub mod verdict;
 pub mod walk;
 
+/// For standalone builds (the link-time panic check); a kernel provides its own handler.
+#[cfg(feature = "panic-handler")]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+    loop {}
+}
+
 #[cfg(test)]
 mod testkit;
 #[cfg(test)]
 mod walk_tests;
 
-pub use code::CodeInfo;
+pub use code::{CodeInfo, TableCode};
 pub use frame::{Frame, FrameKind};
 pub use layout::KernelLayout;
 pub use memory::Memory;

@@ -36,8 +36,8 @@ pub struct OrcTable<'a> {
 
 fn read_u32(bytes: &[u8], i: u32) -> Option<u32> {
     let start = (i as usize).checked_mul(4)?;
-    let b = bytes.get(start..start.checked_add(4)?)?;
-    Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    let b: [u8; 4] = bytes.get(start..start.checked_add(4)?)?.try_into().ok()?;
+    Some(u32::from_le_bytes(b))
 }
 
 impl<'a> OrcTable<'a> {
@@ -66,6 +66,24 @@ impl<'a> OrcTable<'a> {
             table.validate_index(ix)?;
         }
         Ok(OrcTable { index, ..table })
+    }
+
+    /// The view without validation, for a kernel that validated these exact bytes once (at boot
+    /// or module load) and must not pay O(n) per walk. A table that was not validated cannot make
+    /// `find` panic or loop (every access is checked, the search is a bounded bisection), but its
+    /// answers are meaningless. Lengths are still checked here.
+    pub fn from_validated_parts(
+        ips: &'a [u8],
+        ip_table_addr: u64,
+        entries: &'a [u8],
+        index: Option<IndexParts<'a>>,
+    ) -> Option<OrcTable<'a>> {
+        let n = ips.len() / IP_SIZE;
+        let len = u32::try_from(n).ok()?;
+        if !ips.len().is_multiple_of(IP_SIZE) || entries.len() != n.checked_mul(ENTRY_SIZE)? {
+            return None;
+        }
+        Some(OrcTable { ips, ip_table_addr, entries, index, len })
     }
 
     fn validate_entries(&self) -> Result<(), TableError> {
@@ -141,9 +159,9 @@ impl<'a> OrcTable<'a> {
 
     pub fn entry(&self, i: u32) -> Option<OrcEntry> {
         let start = (i as usize).checked_mul(ENTRY_SIZE)?;
-        let b = self.entries.get(start..start.checked_add(ENTRY_SIZE)?)?;
-        let mut raw = [0u8; ENTRY_SIZE];
-        raw.copy_from_slice(b);
+        // `try_into` rather than `copy_from_slice`: the latter keeps a length-mismatch panic
+        // path when not inlined (seen at opt-level "s").
+        let raw: [u8; ENTRY_SIZE] = self.entries.get(start..start.checked_add(ENTRY_SIZE)?)?.try_into().ok()?;
         Some(OrcEntry::from_bytes(raw))
     }
 

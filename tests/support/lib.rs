@@ -7,3 +7,15 @@
 pub mod c_orc {
     include!(concat!(env!("OUT_DIR"), "/orc_entry.rs"));
 }
+
+/// bindgen's view of `kernel-crate/include/orcwalk.h`.
+#[allow(clippy::all)]
+pub mod c_abi {
+    include!(concat!(env!("OUT_DIR"), "/orcwalk_abi.rs"));
+}
+
+/// bindgen's view of `kernel-crate/include/arm64_kernel_layouts.h`.
+#[allow(clippy::all)]
+pub mod c_kernel {
+    include!(concat!(env!("OUT_DIR"), "/arm64_kernel_layouts.rs"));
+}

@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR MIT */
+/*
+ * orcwalk C ABI (kernel-crate/src/ffi.rs). tests/c_layout.rs checks every struct against the
+ * Rust definitions through bindgen.
+ */
+#ifndef ORCWALK_H
+#define ORCWALK_H
+
+#include <stdbool.h>
+
+typedef bool (*orcwalk_consume_fn)(void *cookie, unsigned long long pc);
+/* Non-faulting 8-byte read (copy_from_kernel_nofault). */
+typedef bool (*orcwalk_read_fn)(void *ctx, unsigned long long addr, unsigned long long *out);
+/* Original return address behind a trampoline; which: 0 fgraph return_to_handler, 1 kretprobe. */
+typedef bool (*orcwalk_recover_fn)(void *ctx, unsigned int which, unsigned long long fp,
+				   unsigned long long pc, unsigned long long *out);
+
+struct orcwalk_table {
+	const unsigned char *ip;		/* .orc_unwind_ip (self-relative i32) */
+	const unsigned char *orc;		/* .orc_unwind (8-byte entries) */
+	unsigned int num_entries;
+	unsigned int lookup_blocks;
+	const unsigned int *lookup;		/* lookup_blocks + 1 words, or NULL */
+	unsigned long long lookup_base;
+};
+
+struct orcwalk_layout {
+	unsigned long long pt_regs_size, x29, x30, sp, pc, pstate, stackframe;
+	unsigned int meta_records;
+	unsigned int va_bits;
+};
+
+enum orcwalk_stack_kind {
+	ORCWALK_STACK_TASK, ORCWALK_STACK_IRQ, ORCWALK_STACK_OVERFLOW,
+	ORCWALK_STACK_SDEI_NORMAL, ORCWALK_STACK_SDEI_CRITICAL, ORCWALK_STACK_EFI,
+};
+
+struct orcwalk_stack {
+	unsigned long long low, high;
+	unsigned int kind;
+	unsigned int pad;
+};
+
+struct orcwalk_context {
+	struct orcwalk_table table;
+	struct orcwalk_layout layout;
+	unsigned long long text_start, text_end, entry_start, entry_end;
+	unsigned long long fgraph_return, kretprobe_trampoline;
+	const struct orcwalk_stack *stacks;
+	unsigned int nr_stacks;
+	unsigned int task_stack_only;
+	unsigned int start_regs;
+	unsigned int mainline;
+	unsigned long long pc, sp, fp, lr;
+	unsigned int max_frames;
+	unsigned int pad;
+	orcwalk_read_fn read;
+	orcwalk_recover_fn recover;		/* may be NULL */
+	void *ctx;
+};
+
+/* reason: 0 reliable, else orcwalk::Reason discriminant + 1 (see kernel-crate/src/verdict.rs). */
+struct orcwalk_verdict {
+	unsigned int reason;
+	unsigned int pad;
+	unsigned long long pc;
+	unsigned long long fp;
+};
+
+/* 0 when the table is usable; -EINVAL otherwise. Call once per table (boot, module load). */
+int orcwalk_validate_table(const struct orcwalk_table *table);
+
+/* 0 when reliable, -EINVAL otherwise; out (may be NULL) receives the reason and place. */
+int orcwalk_stack_walk_reliable(orcwalk_consume_fn consume, void *cookie,
+				const struct orcwalk_context *ctx, struct orcwalk_verdict *out);
+
+#endif

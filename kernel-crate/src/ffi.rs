@@ -1,0 +1,298 @@
+//! The C ABI, shaped like the kernel's `arch_stack_walk_reliable(consume_entry, cookie, task)`.
+//! Declared in `kernel-crate/include/orcwalk.h`.
+//!
+//! This is the crate's only `unsafe` code, and it only turns the C caller's pointers into
+//! references and slices; the caller's obligations are stated on each function. Memory of the
+//! walked stack is never dereferenced here: it is read through the caller's `read` callback, which
+//! in a kernel wraps `copy_from_kernel_nofault`.
+
+use core::ffi::c_void;
+
+use orc_format::{IndexParts, OrcTable};
+
+use crate::code::TableCode;
+use crate::frame::Frame;
+use crate::layout::KernelLayout;
+use crate::memory::Memory;
+use crate::recovery::{ReturnRecovery, Trampoline};
+use crate::stacks::{StackInfo, StackKind, Stacks};
+use crate::verdict::{Reason, Verdict};
+use crate::walk::{Config, EndRule, Policy, Start, walk};
+
+/// `bool (*consume)(void *cookie, unsigned long pc)`: false stops the walk (buffer full).
+pub type ConsumeFn = extern "C" fn(cookie: *mut c_void, pc: u64) -> bool;
+/// Non-faulting 8-byte read: true and `*out` set on success.
+pub type ReadFn = extern "C" fn(ctx: *mut c_void, addr: u64, out: *mut u64) -> bool;
+/// Original return address for a trampoline (`which`: 0 fgraph, 1 kretprobe), keyed by fp.
+pub type RecoverFn = extern "C" fn(ctx: *mut c_void, which: u32, fp: u64, pc: u64, out: *mut u64) -> bool;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct OrcwalkTable {
+    pub ip: *const u8,
+    pub orc: *const u8,
+    pub num_entries: u32,
+    pub lookup_blocks: u32,
+    /// `lookup_blocks + 1` u32 words, or null.
+    pub lookup: *const u32,
+    pub lookup_base: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct OrcwalkLayout {
+    pub pt_regs_size: u64,
+    pub x29: u64,
+    pub x30: u64,
+    pub sp: u64,
+    pub pc: u64,
+    pub pstate: u64,
+    pub stackframe: u64,
+    pub meta_records: u32,
+    pub va_bits: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct OrcwalkStack {
+    pub low: u64,
+    pub high: u64,
+    /// 0 task, 1 irq, 2 overflow, 3 sdei normal, 4 sdei critical, 5 efi.
+    pub kind: u32,
+    pub pad: u32,
+}
+
+/// Everything the walk needs from the kernel, filled per call.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct OrcwalkContext {
+    pub table: OrcwalkTable,
+    pub layout: OrcwalkLayout,
+    pub text_start: u64,
+    pub text_end: u64,
+    pub entry_start: u64,
+    pub entry_end: u64,
+    pub fgraph_return: u64,
+    pub kretprobe_trampoline: u64,
+    pub stacks: *const OrcwalkStack,
+    pub nr_stacks: u32,
+    /// 1: the walked task is blocked (only its task stack is allowed).
+    pub task_stack_only: u32,
+    /// Start state. `start_regs` 1: pc/sp/fp/lr are exception registers; 0: pc is a return
+    /// address with the sp and fp of the function it returns into (caller or cpu_context).
+    pub start_regs: u32,
+    /// 1: mainline policy (no ORC, stop at exception boundaries).
+    pub mainline: u32,
+    pub pc: u64,
+    pub sp: u64,
+    pub fp: u64,
+    pub lr: u64,
+    pub max_frames: u32,
+    pub pad: u32,
+    pub read: ReadFn,
+    pub recover: Option<RecoverFn>,
+    pub ctx: *mut c_void,
+}
+
+/// The verdict in C: `reason` is `Reason as u32 + 1`, 0 when reliable.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OrcwalkVerdict {
+    pub reason: u32,
+    pub pad: u32,
+    pub pc: u64,
+    pub fp: u64,
+}
+
+const EINVAL: i32 = 22;
+
+struct CMemory {
+    read: ReadFn,
+    ctx: *mut c_void,
+}
+
+impl Memory for CMemory {
+    fn read_u64(&self, addr: u64) -> Option<u64> {
+        let mut out = 0u64;
+        (self.read)(self.ctx, addr, &mut out).then_some(out)
+    }
+}
+
+struct CRecovery {
+    recover: Option<RecoverFn>,
+    fgraph: u64,
+    kretprobe: u64,
+    ctx: *mut c_void,
+}
+
+impl ReturnRecovery for CRecovery {
+    fn trampoline(&self, pc: u64) -> Option<Trampoline> {
+        match pc {
+            0 => None,
+            _ if pc == self.fgraph => Some(Trampoline::FgraphReturn),
+            _ if pc == self.kretprobe => Some(Trampoline::Kretprobe),
+            _ => None,
+        }
+    }
+
+    fn recover(&self, which: Trampoline, fp: u64, pc: u64) -> Option<u64> {
+        let f = self.recover?;
+        let mut out = 0u64;
+        let which = match which {
+            Trampoline::FgraphReturn => 0,
+            Trampoline::Kretprobe => 1,
+        };
+        f(self.ctx, which, fp, pc, &mut out).then_some(out)
+    }
+}
+
+fn kind(k: u32) -> Option<StackKind> {
+    Some(match k {
+        0 => StackKind::Task,
+        1 => StackKind::Irq,
+        2 => StackKind::Overflow,
+        3 => StackKind::SdeiNormal,
+        4 => StackKind::SdeiCritical,
+        5 => StackKind::Efi,
+        _ => return None,
+    })
+}
+
+/// The caller's stack list, read in place (copying it would cost the walk's stack budget).
+struct CStacks<'a>(&'a [OrcwalkStack]);
+
+impl CStacks<'_> {
+    fn all(&self) -> impl Iterator<Item = StackInfo> + '_ {
+        self.0.iter().filter_map(|s| Some(StackInfo { low: s.low, high: s.high, kind: kind(s.kind)? }))
+    }
+}
+
+impl Stacks for CStacks<'_> {
+    fn find(&self, addr: u64, size: u64) -> Option<StackInfo> {
+        self.all().find(|s| s.contains(addr, size))
+    }
+
+    fn task_stack(&self) -> Option<StackInfo> {
+        self.all().find(|s| s.kind == StackKind::Task)
+    }
+}
+
+/// # Safety
+/// `t.ip` and `t.orc` point to `num_entries` 4- and 8-byte slots, `t.lookup` to
+/// `lookup_blocks + 1` words or is null, all readable for the duration of the call, and `t.ip`
+/// is the address of the linked `.orc_unwind_ip` (self-relative offsets are resolved from it).
+unsafe fn table_parts(t: &OrcwalkTable) -> Option<(&[u8], &[u8], Option<IndexParts<'_>>)> {
+    if t.ip.is_null() || t.orc.is_null() {
+        return None;
+    }
+    let n = usize::try_from(t.num_entries).ok()?;
+    // SAFETY: the caller guarantees the extents above.
+    let ips = unsafe { core::slice::from_raw_parts(t.ip, n.checked_mul(4)?) };
+    // SAFETY: as above.
+    let orc = unsafe { core::slice::from_raw_parts(t.orc, n.checked_mul(8)?) };
+    let index = if t.lookup.is_null() || t.lookup_blocks == 0 {
+        None
+    } else {
+        let words = usize::try_from(t.lookup_blocks).ok()?.checked_add(1)?.checked_mul(4)?;
+        // SAFETY: as above; u32 words viewed as bytes (little-endian target).
+        let bytes = unsafe { core::slice::from_raw_parts(t.lookup.cast::<u8>(), words) };
+        Some(IndexParts { base: t.lookup_base, words: bytes })
+    };
+    Some((ips, orc, index))
+}
+
+/// Validates a table once (boot, module load). 0 when usable, -EINVAL otherwise.
+///
+/// # Safety
+/// `table` points to a valid `OrcwalkTable` whose pointers satisfy `table_parts`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn orcwalk_validate_table(table: *const OrcwalkTable) -> i32 {
+    // SAFETY: the caller passes a valid pointer or null.
+    let Some(t) = (unsafe { table.as_ref() }) else { return -EINVAL };
+    // SAFETY: the caller's obligations are this function's.
+    let Some((ips, orc, index)) = (unsafe { table_parts(t) }) else { return -EINVAL };
+    match OrcTable::from_parts(ips, t.ip as u64, orc, index) {
+        Ok(_) => 0,
+        Err(_) => -EINVAL,
+    }
+}
+
+/// Walks a stack: calls `consume(cookie, pc)` for every frame and returns 0 when the stack is
+/// reliable, -EINVAL otherwise (as `arch_stack_walk_reliable`). `out`, if not null, receives
+/// the reason, pc and fp.
+///
+/// # Safety
+/// `ctx` points to a valid `OrcwalkContext` whose table was accepted by
+/// `orcwalk_validate_table`, whose `stacks` points to `nr_stacks` entries, and whose callbacks are
+/// safe to call with `ctx.ctx`. `out` is null or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn orcwalk_stack_walk_reliable(
+    consume: ConsumeFn,
+    cookie: *mut c_void,
+    ctx: *const OrcwalkContext,
+    out: *mut OrcwalkVerdict,
+) -> i32 {
+    // SAFETY: the caller passes a valid pointer or null.
+    let Some(c) = (unsafe { ctx.as_ref() }) else { return -EINVAL };
+    let verdict = 'v: {
+        let bad = Verdict::Unreliable { reason: Reason::BadStart, pc: c.pc, fp: c.fp };
+        // SAFETY: the caller's obligations.
+        let Some((ips, orc, index)) = (unsafe { table_parts(&c.table) }) else { break 'v bad };
+        let Some(table) = OrcTable::from_validated_parts(ips, c.table.ip as u64, orc, index) else { break 'v bad };
+        let Ok(n) = usize::try_from(c.nr_stacks) else { break 'v bad };
+        if c.stacks.is_null() {
+            break 'v bad;
+        }
+        // SAFETY: the caller guarantees `nr_stacks` readable entries.
+        let given = unsafe { core::slice::from_raw_parts(c.stacks, n) };
+        if given.iter().any(|s| kind(s.kind).is_none()) {
+            break 'v bad;
+        }
+        let l = c.layout;
+        let layout = KernelLayout {
+            pt_regs_size: l.pt_regs_size,
+            x29: l.x29,
+            x30: l.x30,
+            sp: l.sp,
+            pc: l.pc,
+            pstate: l.pstate,
+            stackframe: l.stackframe,
+            meta_records: l.meta_records != 0,
+            va_bits: l.va_bits,
+        };
+        let cfg = Config {
+            policy: if c.mainline != 0 { Policy::Mainline } else { Policy::Orcwalk },
+            end: EndRule::FinalRecord,
+            layout,
+            max_frames: c.max_frames,
+            task_stack_only: c.task_stack_only != 0,
+        };
+        let start = if c.start_regs != 0 {
+            Start::Regs { pc: c.pc, sp: c.sp, fp: c.fp, lr: c.lr }
+        } else {
+            Start::Call { pc: c.pc, sp: c.sp, fp: c.fp }
+        };
+        let code = TableCode {
+            table,
+            text_start: c.text_start,
+            text_end: c.text_end,
+            entry_start: c.entry_start,
+            entry_end: c.entry_end,
+        };
+        let mem = CMemory { read: c.read, ctx: c.ctx };
+        let rec =
+            CRecovery { recover: c.recover, fgraph: c.fgraph_return, kretprobe: c.kretprobe_trampoline, ctx: c.ctx };
+        walk(start, &cfg, &mem, &CStacks(given), &code, &rec, |f: &Frame| consume(cookie, f.pc))
+    };
+    let (code, v) = match verdict {
+        Verdict::Reliable => (0, OrcwalkVerdict::default()),
+        Verdict::Unreliable { reason, pc, fp } => {
+            (-EINVAL, OrcwalkVerdict { reason: (reason as u32).saturating_add(1), pad: 0, pc, fp })
+        }
+    };
+    // SAFETY: the caller passes a writable pointer or null.
+    if let Some(o) = unsafe { out.as_mut() } {
+        *o = v;
+    }
+    code
+}
