@@ -45,6 +45,9 @@ fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
 }
 
 #[cfg(test)]
+#[allow(unsafe_code)]
+mod ffi_tests;
+#[cfg(test)]
 mod testkit;
 #[cfg(test)]
 mod walk_tests;

@@ -165,6 +165,10 @@ pub struct Builder {
     pub lr: u64,
     pub truth: Vec<u64>,
     pub current: Option<Func>,
+    /// Stack slot holding a return address -> index in `truth` of the frame it returns to.
+    pub ra_slots: BTreeMap<u64, usize>,
+    /// The last `interrupted` function still had its return address in x30.
+    pub lr_live: bool,
 }
 
 impl Builder {
@@ -178,6 +182,8 @@ impl Builder {
             lr: 0,
             truth: Vec::new(),
             current: None,
+            ra_slots: BTreeMap::new(),
+            lr_live: false,
         };
         let regs = TASK_HIGH - layout.pt_regs_size;
         let rec = regs + layout.stackframe;
@@ -196,6 +202,12 @@ impl Builder {
         self.mem.0.insert(addr, val);
     }
 
+    /// Writes a return address for the newest frame of `truth`.
+    fn w_ra(&mut self, addr: u64, ret: u64) {
+        self.w(addr, ret);
+        self.ra_slots.insert(addr, self.truth.len() - 1);
+    }
+
     /// The current function calls `f` and `f` runs its prologue up to its call site.
     pub fn call(&mut self, f: Func) -> &mut Builder {
         let ret = self.pc;
@@ -204,18 +216,18 @@ impl Builder {
             Shape::Framed(n) => {
                 self.sp -= u64::from(n);
                 self.w(self.sp, self.fp);
-                self.w(self.sp + 8, ret);
+                self.w_ra(self.sp + 8, ret);
                 self.fp = self.sp;
             }
             Shape::BigFrame(n) => {
                 self.sp -= u64::from(n) + 16;
                 self.w(self.sp, self.fp);
-                self.w(self.sp + 8, ret);
+                self.w_ra(self.sp + 8, ret);
                 self.fp = self.sp;
             }
             Shape::NoRecord => {
                 self.sp -= 16;
-                self.w(self.sp, ret);
+                self.w_ra(self.sp, ret);
             }
             Shape::Leaf => panic!("a leaf makes no calls"),
         }
@@ -241,7 +253,7 @@ impl Builder {
                 if (4..EPILOGUE).contains(&off) {
                     sp -= u64::from(n);
                     self.w(sp, self.fp);
-                    self.w(sp + 8, ret);
+                    self.w_ra(sp + 8, ret);
                     if prologue_done(off) {
                         fp = sp;
                     }
@@ -254,18 +266,23 @@ impl Builder {
                 if (8..EPILOGUE - 4).contains(&off) {
                     sp -= 16;
                     self.w(sp, self.fp);
-                    self.w(sp + 8, ret);
+                    self.w_ra(sp + 8, ret);
                     fp = sp;
                 }
             }
             Shape::NoRecord => {
                 if (4..EPILOGUE).contains(&off) {
                     sp -= 16;
-                    self.w(sp, ret);
+                    self.w_ra(sp, ret);
                 }
             }
             Shape::Leaf => {}
         }
+        self.lr_live = match f.shape {
+            Shape::Framed(_) | Shape::NoRecord => !(4..EPILOGUE).contains(&off),
+            Shape::BigFrame(_) => !(8..EPILOGUE - 4).contains(&off),
+            Shape::Leaf => true,
+        };
         let pc = f.base + off;
         self.truth.push(pc);
         self.sp = sp;
@@ -285,6 +302,11 @@ impl Builder {
         self.w(base + l.x30, lr);
         self.w(base + l.sp, sp);
         self.w(base + l.pc, pc);
+        // pt_regs.pc is the interrupted frame's pc; x30 is its caller's while LR is live.
+        self.ra_slots.insert(base + l.pc, self.truth.len() - 1);
+        if self.lr_live {
+            self.ra_slots.insert(base + l.x30, self.truth.len() - 2);
+        }
         self.w(base + l.pstate, 0x3c5); // EL1h, interrupts masked
         let rec = base + l.stackframe;
         if l.meta_records {

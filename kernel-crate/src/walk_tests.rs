@@ -162,7 +162,8 @@ fn irq_stack_switch_and_no_reentry() {
     b.w(task_rec, irq_rec + 0x10);
     b.w(irq_rec + 0x10, 0);
     b.w(irq_rec + 0x18, A.base + CALL_RET);
-    assert!(!run(&b, b.start_call(), Config::kernel(layout)).verdict.is_reliable());
+    let r = run(&b, b.start_call(), Config::kernel(layout));
+    assert_eq!(reason(&r), Some(Reason::StackReentered), "{:?}", r.verdict);
 }
 
 #[test]
@@ -373,4 +374,107 @@ fn v6_12_synthetic_record_must_match_pt_regs() {
     let synthetic = b.mem.0[&rec];
     b.w(synthetic + 8, A.base + 8);
     assert_eq!(reason(&run(&b, b.start_call(), Config::kernel(layout))), Some(Reason::BadMetaRecord));
+}
+
+mod properties {
+    use super::*;
+    use core::cell::Cell;
+    use quickcheck::{QuickCheck, TestResult};
+
+    /// Memory that is any function of the address: every read succeeds with seeded garbage.
+    struct Garbage {
+        seed: u64,
+        reads: Cell<u32>,
+    }
+
+    impl crate::Memory for Garbage {
+        fn read_u64(&self, addr: u64) -> Option<u64> {
+            self.reads.set(self.reads.get() + 1);
+            let mut x = addr ^ self.seed;
+            x = (x ^ (x >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
+            x ^= x >> 33;
+            // Mostly plausible values: stack addresses, text addresses, zero.
+            Some(match x % 4 {
+                0 => TASK_LOW + (x >> 8) % 0x4000 / 8 * 8,
+                1 => TEXT + (x >> 8) % 0x1000 / 4 * 4,
+                2 => 0,
+                _ => x,
+            })
+        }
+    }
+
+    fn garbage_never_panics_and_is_bounded(seed: u64, pc: u16, sp: u16, fp: u16, regs: bool) -> bool {
+        let mem = Garbage { seed, reads: Cell::new(0) };
+        let code = Code { table: table_from_rows(rows(&[])) };
+        let (pc, sp, fp) =
+            (TEXT + u64::from(pc) % 0x1000, TASK_LOW + u64::from(sp) % 0x4000, TASK_LOW + u64::from(fp) % 0x4000);
+        let start = if regs { Start::Regs { pc, sp, fp, lr: pc } } else { Start::Call { pc, sp, fp } };
+        let cfg = Config::kernel(KernelLayout::V6_13);
+        let mut frames = 0u32;
+        let _ = walk(start, &cfg, &mem, &StackList { stacks: &stacks() }, &code, &Graph::default(), |_| {
+            frames += 1;
+            true
+        });
+        // At most 100 frames, and a handful of reads per frame.
+        frames <= cfg.max_frames && mem.reads.get() <= 16 * (cfg.max_frames + 1)
+    }
+
+    #[test]
+    fn arbitrary_memory_never_panics_and_reads_are_bounded() {
+        QuickCheck::new()
+            .tests(cases())
+            .quickcheck(garbage_never_panics_and_is_bounded as fn(u64, u16, u16, u16, bool) -> bool);
+    }
+
+    /// Corrupt one word of a valid stack (which must change it): the walk may say unreliable,
+    /// but if it says reliable, the frames must be the true ones.
+    fn corrupted_never_falsely_reliable(interrupt: bool, off: u8, victim: u16, kind: u8, val: u16) -> TestResult {
+        let layout = KernelLayout::V6_13;
+        let mut b = Builder::new(layout);
+        b.call(A).call(BIG).call(NOREC);
+        if interrupt {
+            let regs = b.interrupted(B, u64::from(off % 18) * 4);
+            b.exception(regs).call(H);
+        }
+        b.call(A).call(B);
+        let start = b.start_call();
+        let truth = b.expected();
+        let words: Vec<u64> = b.mem.0.keys().copied().collect();
+        let addr = words[usize::from(victim) % words.len()];
+        let old = b.mem.0[&addr];
+        let new = match kind % 5 {
+            0 => TASK_LOW + u64::from(val) % 0x4000 / 8 * 8,
+            1 => TEXT + u64::from(val) % 0x800 / 4 * 4,
+            2 => 0,
+            3 => old.wrapping_add(u64::from(val % 8) * 8 + 8),
+            _ => old ^ (1 << (val % 64)),
+        };
+        if new == old {
+            return TestResult::discard();
+        }
+        b.w(addr, new);
+        // A corrupted return address is a different stack whose truth is the new address (PAC
+        // bits stripped): if it lands in the same function and ORC row nothing can tell it apart
+        // without decoding the text (is pc - 4 a `bl`?), which the walk does not do yet.
+        let mut truth = truth;
+        if let Some(&i) = b.ra_slots.get(&addr) {
+            let n = truth.len();
+            truth[n - 1 - i] = crate::pac::strip_pac(new, 48);
+        }
+        let r = run(&b, start, Config::kernel(layout));
+        TestResult::from_bool(!r.verdict.is_reliable() || r.pcs == truth)
+    }
+
+    /// Cases per property: 3000 in CI; `ORCWALK_QC_TESTS=N` for a longer campaign.
+    fn cases() -> u64 {
+        std::env::var("ORCWALK_QC_TESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(3000)
+    }
+
+    #[test]
+    fn corruption_is_never_reliable_with_wrong_frames() {
+        QuickCheck::new()
+            .tests(cases())
+            .max_tests(cases() * 10)
+            .quickcheck(corrupted_never_falsely_reliable as fn(bool, u8, u16, u8, u16) -> TestResult);
+    }
 }

@@ -1,0 +1,182 @@
+//! The C ABI driven as a kernel would: the ORC sections in memory with their self-relative ip
+//! slots, stacks and reads through callbacks, frames through `consume`.
+
+extern crate std;
+
+use core::ffi::c_void;
+use std::collections::BTreeMap;
+use std::vec::Vec;
+
+use orc_format::{Kind, OrcEntry, Reg};
+
+use crate::ffi::*;
+use crate::layout::{KernelLayout, META_FINAL};
+use crate::verdict::Reason;
+
+const TASK_LOW: u64 = 0xffff_8000_8400_0000;
+const TASK_HIGH: u64 = TASK_LOW + 0x4000;
+
+/// The sections as a linker would lay them out, with text placed near them so the i32
+/// self-relative offsets reach it.
+struct Sections {
+    ip: Vec<u8>,
+    orc: Vec<u8>,
+    text: u64,
+}
+
+fn framed(n: i16) -> OrcEntry {
+    OrcEntry::new(Kind::Call, Reg::Sp, n, Reg::PrevSp, -n, Reg::PrevSp, -n + 8, false)
+}
+
+fn sections() -> Sections {
+    let mut ip = std::vec![0u8; 6 * 4];
+    let text = (ip.as_ptr() as u64 + 0x10_0000) & !0xfff;
+    let entry = OrcEntry::new(Kind::Call, Reg::Sp, 0, Reg::Undefined, 0, Reg::Undefined, 0, false);
+    let rows = [
+        (text + 0x100, entry),
+        (text + 0x104, framed(32)),
+        (text + 0x148, OrcEntry::UNDEFINED),
+        (text + 0x200, entry),
+        (text + 0x204, framed(48)),
+        (text + 0x248, OrcEntry::UNDEFINED),
+    ];
+    let slot0 = ip.as_ptr() as u64;
+    for (i, (addr, _)) in rows.iter().enumerate() {
+        let off = addr.wrapping_sub(slot0 + 4 * i as u64) as i64;
+        ip[4 * i..4 * i + 4].copy_from_slice(&i32::try_from(off).unwrap().to_le_bytes());
+    }
+    let orc = rows.iter().flat_map(|r| r.1.to_bytes()).collect();
+    Sections { ip, orc, text }
+}
+
+extern "C" fn read(ctx: *mut c_void, addr: u64, out: *mut u64) -> bool {
+    // SAFETY (test): ctx is the map below, out is a valid u64.
+    let mem = unsafe { &*(ctx as *const BTreeMap<u64, u64>) };
+    let on_stack = (TASK_LOW..TASK_HIGH).contains(&addr);
+    match mem.get(&addr).copied().or(on_stack.then_some(0x5a5a_5a5a_5a5a_5a5a)) {
+        Some(v) => {
+            unsafe { *out = v };
+            true
+        }
+        None => false,
+    }
+}
+
+extern "C" fn consume(cookie: *mut c_void, pc: u64) -> bool {
+    // SAFETY (test): cookie is the Vec below.
+    unsafe { (*(cookie as *mut Vec<u64>)).push(pc) };
+    true
+}
+
+fn context(s: &Sections, mem: &BTreeMap<u64, u64>, stack: &OrcwalkStack, pc: u64, sp: u64, fp: u64) -> OrcwalkContext {
+    let l = KernelLayout::V6_13;
+    OrcwalkContext {
+        table: OrcwalkTable {
+            ip: s.ip.as_ptr(),
+            orc: s.orc.as_ptr(),
+            num_entries: 6,
+            lookup_blocks: 0,
+            lookup: core::ptr::null(),
+            lookup_base: 0,
+        },
+        layout: OrcwalkLayout {
+            pt_regs_size: l.pt_regs_size,
+            x29: l.x29,
+            x30: l.x30,
+            sp: l.sp,
+            pc: l.pc,
+            pstate: l.pstate,
+            stackframe: l.stackframe,
+            meta_records: 1,
+            va_bits: 48,
+        },
+        text_start: s.text,
+        text_end: s.text + 0x10000,
+        entry_start: s.text + 0x8000,
+        entry_end: s.text + 0x8100,
+        fgraph_return: 0,
+        kretprobe_trampoline: 0,
+        stacks: stack,
+        nr_stacks: 1,
+        task_stack_only: 1,
+        start_regs: 0,
+        mainline: 0,
+        pc,
+        sp,
+        fp,
+        lr: 0,
+        max_frames: 100,
+        pad: 0,
+        read,
+        recover: None,
+        ctx: mem as *const _ as *mut c_void,
+    }
+}
+
+#[test]
+fn walk_through_the_c_abi() {
+    let s = sections();
+    let table = OrcwalkTable {
+        ip: s.ip.as_ptr(),
+        orc: s.orc.as_ptr(),
+        num_entries: 6,
+        lookup_blocks: 0,
+        lookup: core::ptr::null(),
+        lookup_base: 0,
+    };
+    assert_eq!(unsafe { orcwalk_validate_table(&table) }, 0);
+
+    // entry asm -> A (32-byte frame) -> B (48-byte frame), B at its call site.
+    let l = KernelLayout::V6_13;
+    let regs = TASK_HIGH - l.pt_regs_size;
+    let fin = regs + l.stackframe;
+    let entry_ret = s.text + 0x8010;
+    let mut mem = BTreeMap::new();
+    mem.insert(fin, 0);
+    mem.insert(fin + 8, 0);
+    mem.insert(fin + 16, META_FINAL);
+    let a_rec = regs - 32;
+    mem.insert(a_rec, fin);
+    mem.insert(a_rec + 8, entry_ret);
+    let b_rec = a_rec - 48;
+    mem.insert(b_rec, a_rec);
+    mem.insert(b_rec + 8, s.text + 0x120);
+    let stack = OrcwalkStack { low: TASK_LOW, high: TASK_HIGH, kind: 0, pad: 0 };
+
+    let ctx = context(&s, &mem, &stack, s.text + 0x220, b_rec, b_rec);
+    let mut frames: Vec<u64> = Vec::new();
+    let mut v = OrcwalkVerdict::default();
+    let rc = unsafe { orcwalk_stack_walk_reliable(consume, &mut frames as *mut _ as *mut c_void, &ctx, &mut v) };
+    assert_eq!((rc, v.reason), (0, 0));
+    assert_eq!(frames, [s.text + 0x220, s.text + 0x120, entry_ret]);
+
+    // The saved fp in B's record no longer points at A's record.
+    mem.insert(b_rec, a_rec + 16);
+    let ctx = context(&s, &mem, &stack, s.text + 0x220, b_rec, b_rec);
+    let rc =
+        unsafe { orcwalk_stack_walk_reliable(consume, &mut Vec::<u64>::new() as *mut _ as *mut c_void, &ctx, &mut v) };
+    assert_eq!(rc, -22);
+    assert_eq!(v.reason, Reason::FpMismatch as u32 + 1);
+    assert_eq!(v.pc, s.text + 0x120);
+}
+
+#[test]
+fn garbage_tables_are_refused() {
+    let s = sections();
+    let mut ip = s.ip.clone();
+    // Slot 1 now resolves 4 bytes below slot 0's ip: the table is out of order.
+    let off0 = i32::from_le_bytes(ip[0..4].try_into().unwrap());
+    ip[4..8].copy_from_slice(&(off0 - 8).to_le_bytes());
+    let bad = OrcwalkTable {
+        ip: ip.as_ptr(),
+        orc: s.orc.as_ptr(),
+        num_entries: 6,
+        lookup_blocks: 0,
+        lookup: core::ptr::null(),
+        lookup_base: 0,
+    };
+    assert_eq!(unsafe { orcwalk_validate_table(&bad) }, -22);
+    assert_eq!(unsafe { orcwalk_validate_table(core::ptr::null()) }, -22);
+    let null = OrcwalkTable { ip: core::ptr::null(), ..bad };
+    assert_eq!(unsafe { orcwalk_validate_table(&null) }, -22);
+}
