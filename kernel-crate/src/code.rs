@@ -13,6 +13,13 @@ pub trait CodeInfo {
     fn is_entry_text(&self, _pc: u64) -> bool {
         false
     }
+    /// False when the table's rows for `pc` are right only at call sites: clang before 16 emits
+    /// aarch64 CFI after the whole prologue and none for epilogues, so a row at an interrupted
+    /// pc in a prologue or epilogue is stale, and following it can skip a frame silently. The
+    /// walk then refuses to cross an exception boundary at such a pc.
+    fn exact_pc_proven(&self, _pc: u64) -> bool {
+        true
+    }
 }
 
 /// The common case: one validated table and one text range.

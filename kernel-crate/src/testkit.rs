@@ -114,6 +114,8 @@ impl Memory for Mem {
 
 pub struct Code {
     pub table: OrcTable<'static>,
+    /// Text whose CFI is valid only at call sites (clang < 16 style).
+    pub sync_only: Option<(u64, u64)>,
 }
 
 impl CodeInfo for Code {
@@ -129,6 +131,9 @@ impl CodeInfo for Code {
     }
     fn is_entry_text(&self, pc: u64) -> bool {
         (ENTRY..ENTRY + 0x100).contains(&pc)
+    }
+    fn exact_pc_proven(&self, pc: u64) -> bool {
+        self.sync_only.is_none_or(|(s, e)| !(s..e).contains(&pc))
     }
 }
 

@@ -35,6 +35,8 @@ pub enum Reason {
     BadMetaRecord,
     /// An exception boundary under the mainline policy (which does not cross them).
     ExceptionBoundary,
+    /// An interrupted pc whose ORC comes from CFI that is only valid at call sites.
+    SyncOnlyCfi,
     /// The start of the walk is unusable (e.g. a blocked task whose saved sp is off its stack).
     BadStart,
     /// More frames than the limit, or the consumer stopped the walk (its buffer is full).
@@ -60,6 +62,7 @@ impl Reason {
             Reason::Trampoline => "unrecoverable trampoline",
             Reason::BadMetaRecord => "bad meta frame record",
             Reason::ExceptionBoundary => "exception boundary (mainline policy)",
+            Reason::SyncOnlyCfi => "interrupted pc in call-site-only CFI",
             Reason::BadStart => "unusable start state",
             Reason::FrameLimit => "frame limit or consumer full",
         }

@@ -175,6 +175,19 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
         let layout = self.cfg.layout;
         let (fp, lr) = (self.peek(cur.fp)?, self.peek(cur.fp.checked_add(8).ok_or(Reason::OffStack)?)?);
         let final_at = self.bounds.stacks.task_stack().and_then(|t| layout.final_record(t.high));
+        // Entry code calls the first C function with sp at the base of the pt_regs it just
+        // pushed (`mov x0, sp; bl handler`, ret_from_fork, init_cpu_task), so that function's
+        // CFA is exactly the pt_regs holding this record. Without it, a corrupted saved fp aimed
+        // at the final record would end the walk cleanly with a whole context missing.
+        // (Mainline's rule has no CFA to check; the mainline policy keeps its behaviour.)
+        let is_entry_record = |sp: u64| cur.fp.checked_sub(layout.stackframe) == Some(sp);
+        let orcwalk = self.cfg.policy == Policy::Orcwalk;
+        if orcwalk
+            && (fp == 0 && lr == 0 || !layout.meta_records && self.code.is_entry_text(cur.pc))
+            && !is_entry_record(cur.sp)
+        {
+            return Err(Reason::BadMetaRecord);
+        }
         if fp == 0 && lr == 0 {
             let kind = if layout.meta_records {
                 self.bounds.admit(cur.fp, 24, true)?;
@@ -214,8 +227,10 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
         let fp = self.bounds.read(self.mem, field(l.x29)?)?;
         let lr = self.bounds.read(self.mem, field(l.x30)?)?;
         let pstate = self.bounds.read(self.mem, field(l.pstate)?)?;
-        // Only an exception taken from EL1 continues on this stack (EL1t = 4, EL1h = 5).
-        if !matches!(pstate & 0xf, 4 | 5) {
+        // Only an exception taken from EL1 continues on this stack (EL1t = 4, EL1h = 5), and
+        // EL1 entry pushed pt_regs right below the interrupted sp (`sub sp, sp, #PT_REGS_SIZE`).
+        // An entry that switched stacks first (overflow) fails here: unreliable, as it should be.
+        if !matches!(pstate & 0xf, 4 | 5) || regs.checked_add(l.pt_regs_size) != Some(sp) {
             return Err(Reason::BadMetaRecord);
         }
         if !l.meta_records {
@@ -238,6 +253,9 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
 
     /// The ORC entry for the current frame, or why it cannot be used.
     fn entry(&self, cur: &Cursor) -> Result<Option<OrcEntry>, Reason> {
+        if cur.exact && !self.code.exact_pc_proven(cur.pc) {
+            return Err(Reason::SyncOnlyCfi);
+        }
         let at = if cur.exact { cur.pc } else { cur.pc.checked_sub(4).ok_or(Reason::UnknownText)? };
         let e = self.code.orc(at).ok_or(Reason::MissingOrc)?;
         match e.kind() {
@@ -250,10 +268,26 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
 
     /// One step under the orcwalk policy.
     fn step_orc(&mut self, cur: &Cursor) -> Result<Step, Reason> {
-        if let Some(step) = self.meta(cur)? {
-            return Ok(step);
+        // Meta records (and the synthetic records of kernels <= 6.12) belong to entry assembly,
+        // which has no CFI. A pc with a usable ORC entry is proven by ORC: were the meta check
+        // first, a corrupted saved fp aimed at the final record would end the walk "cleanly"
+        // with frames missing.
+        // Memory safety first: at a call site in a kernel, x29 is always some function's record
+        // (this one's, or its caller's when it built none).
+        if self.cfg.end == EndRule::FinalRecord && !cur.exact {
+            self.bounds.admit(cur.fp, 16, false)?;
         }
-        let Some(e) = self.entry(cur)? else { return Ok(Step::End) };
+        let e = match self.entry(cur) {
+            Ok(e) => e,
+            Err(why @ (Reason::MissingOrc | Reason::OrcUndefined)) => {
+                return match self.meta(cur)? {
+                    Some(step) => Ok(step),
+                    None => Err(why),
+                };
+            }
+            Err(why) => return Err(why),
+        };
+        let Some(e) = e else { return Ok(Step::End) };
         let cfa = match e.sp_reg() {
             Some(Reg::Sp) => offset(cur.sp, e.sp_offset)?,
             Some(Reg::Fp) => offset(cur.fp, e.sp_offset)?,
@@ -299,6 +333,10 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
         };
         // The caller's sp must still be on an allowed stack (it may equal the stack's top).
         self.bounds.admit(cfa, 0, false)?;
+        if self.cfg.end == EndRule::FinalRecord && prev_fp == 0 && raw_ra == 0 {
+            // A meta/final record where ORC proves a C function keeps its frame record.
+            return Err(Reason::BadMetaRecord);
+        }
         let (pc, kind) = self.return_address(raw_ra, prev_fp, kind)?;
         Ok(Step::Next(Cursor { pc, sp: cfa, fp: prev_fp, lr: None, exact: e.signal() }, kind))
     }
