@@ -49,6 +49,19 @@ fn sections() -> Sections {
     Sections { ip, orc, text }
 }
 
+impl Sections {
+    fn table(&self) -> OrcwalkTable {
+        OrcwalkTable {
+            ip: self.ip.as_ptr(),
+            orc: self.orc.as_ptr(),
+            num_entries: 6,
+            lookup_blocks: 0,
+            lookup: core::ptr::null(),
+            lookup_base: 0,
+        }
+    }
+}
+
 extern "C" fn read(ctx: *mut c_void, addr: u64, out: *mut u64) -> bool {
     // SAFETY (test): ctx is the map below, out is a valid u64.
     let mem = unsafe { &*(ctx as *const BTreeMap<u64, u64>) };
@@ -71,14 +84,7 @@ extern "C" fn consume(cookie: *mut c_void, pc: u64) -> bool {
 fn context(s: &Sections, mem: &BTreeMap<u64, u64>, stack: &OrcwalkStack, pc: u64, sp: u64, fp: u64) -> OrcwalkContext {
     let l = KernelLayout::V6_13;
     OrcwalkContext {
-        table: OrcwalkTable {
-            ip: s.ip.as_ptr(),
-            orc: s.orc.as_ptr(),
-            num_entries: 6,
-            lookup_blocks: 0,
-            lookup: core::ptr::null(),
-            lookup_base: 0,
-        },
+        table: s.table(),
         layout: OrcwalkLayout {
             pt_regs_size: l.pt_regs_size,
             x29: l.x29,
@@ -116,14 +122,7 @@ fn context(s: &Sections, mem: &BTreeMap<u64, u64>, stack: &OrcwalkStack, pc: u64
 #[test]
 fn walk_through_the_c_abi() {
     let s = sections();
-    let table = OrcwalkTable {
-        ip: s.ip.as_ptr(),
-        orc: s.orc.as_ptr(),
-        num_entries: 6,
-        lookup_blocks: 0,
-        lookup: core::ptr::null(),
-        lookup_base: 0,
-    };
+    let table = s.table();
     assert_eq!(unsafe { orcwalk_validate_table(&table) }, 0);
 
     // entry asm -> A (32-byte frame) -> B (48-byte frame), B at its call site.
@@ -167,14 +166,7 @@ fn garbage_tables_are_refused() {
     // Slot 1 now resolves 4 bytes below slot 0's ip: the table is out of order.
     let off0 = i32::from_le_bytes(ip[0..4].try_into().unwrap());
     ip[4..8].copy_from_slice(&(off0 - 8).to_le_bytes());
-    let bad = OrcwalkTable {
-        ip: ip.as_ptr(),
-        orc: s.orc.as_ptr(),
-        num_entries: 6,
-        lookup_blocks: 0,
-        lookup: core::ptr::null(),
-        lookup_base: 0,
-    };
+    let bad = OrcwalkTable { ip: ip.as_ptr(), ..s.table() };
     assert_eq!(unsafe { orcwalk_validate_table(&bad) }, -22);
     assert_eq!(unsafe { orcwalk_validate_table(core::ptr::null()) }, -22);
     let null = OrcwalkTable { ip: core::ptr::null(), ..bad };
