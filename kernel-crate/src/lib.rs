@@ -47,8 +47,17 @@ fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
 #[cfg(test)]
 #[allow(unsafe_code)]
 mod ffi_tests;
-#[cfg(test)]
-mod testkit;
+/// Executes calls, prologues, exceptions and stack switches to build kernel-shaped stacks with
+/// known truth: the unit tests' and the simulator's synthetic generator. Host only (std).
+#[cfg(any(test, feature = "testkit"))]
+#[allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::expect_used
+)]
+pub mod testkit;
 #[cfg(test)]
 mod walk_tests;
 

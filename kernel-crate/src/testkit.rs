@@ -27,6 +27,8 @@ pub const ENTRY_RET: u64 = ENTRY + 0x10;
 /// Text with no ORC at all (like assembly without CFI).
 pub const NO_ORC: u64 = TEXT + 0x9000;
 pub const TRAMPOLINE: u64 = TEXT + 0xa000;
+/// A call_on_irq_stack-like function for `switch_to_irq`: CFA = x29 + 16, record at CFA - 16.
+pub const VIA: u64 = TEXT + 0x7000;
 
 /// A function shape: its rows (offset, entry), size, and where its call site returns to.
 #[derive(Clone, Copy, Debug)]
@@ -112,6 +114,7 @@ impl Memory for Mem {
     }
 }
 
+#[derive(Debug)]
 pub struct Code {
     pub table: OrcTable<'static>,
     /// Text whose CFI is valid only at call sites (clang < 16 style).
@@ -138,7 +141,7 @@ impl CodeInfo for Code {
 }
 
 /// ftrace-graph style recovery: the original return address is kept per frame pointer.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Graph(pub BTreeMap<u64, u64>);
 
 impl ReturnRecovery for Graph {
@@ -160,6 +163,7 @@ pub fn stacks() -> [StackInfo; 2] {
 /// Executes a kernel stack: starts like a task entered from userspace (pt_regs at the top,
 /// final record), then calls, takes exceptions and switches stacks. `truth` collects the
 /// return addresses a perfect unwinder reports, innermost last.
+#[derive(Debug)]
 pub struct Builder {
     pub mem: Mem,
     pub layout: KernelLayout,

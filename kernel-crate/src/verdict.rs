@@ -37,6 +37,10 @@ pub enum Reason {
     ExceptionBoundary,
     /// An interrupted pc whose ORC comes from CFI that is only valid at call sites.
     SyncOnlyCfi,
+    /// The caller's CFA hangs off x29: nothing anchors it to the stack pointer, so a saved fp
+    /// aimed at another valid record would skip frames unnoticed (refused unless
+    /// `Config::trust_fp_cfa`).
+    FpBasedCfa,
     /// The start of the walk is unusable (e.g. a blocked task whose saved sp is off its stack).
     BadStart,
     /// More frames than the limit, or the consumer stopped the walk (its buffer is full).
@@ -63,6 +67,7 @@ impl Reason {
             Reason::BadMetaRecord => "bad meta frame record",
             Reason::ExceptionBoundary => "exception boundary (mainline policy)",
             Reason::SyncOnlyCfi => "interrupted pc in call-site-only CFI",
+            Reason::FpBasedCfa => "CFA on x29, unanchored",
             Reason::BadStart => "unusable start state",
             Reason::FrameLimit => "frame limit or consumer full",
         }

@@ -50,11 +50,22 @@ pub struct Config {
     pub max_frames: u32,
     /// A blocked task may only use its own task stack.
     pub task_stack_only: bool,
+    /// Accept frames whose CFA is based on x29 with only the weak checks (CFA not below the
+    /// callee's, record where fp_offset says). Off by default: such a row has no anchor to sp,
+    /// so a saved fp aimed at another valid record skips frames with every check passing.
+    pub trust_fp_cfa: bool,
 }
 
 impl Config {
     pub const fn kernel(layout: KernelLayout) -> Config {
-        Config { policy: Policy::Orcwalk, end: EndRule::FinalRecord, layout, max_frames: 100, task_stack_only: false }
+        Config {
+            policy: Policy::Orcwalk,
+            end: EndRule::FinalRecord,
+            layout,
+            max_frames: 100,
+            task_stack_only: false,
+            trust_fp_cfa: false,
+        }
     }
 }
 
@@ -121,6 +132,20 @@ impl<S: Stacks> Bounds<'_, S> {
             self.floor = addr;
         }
         Ok(())
+    }
+
+    /// Checks that `[addr, addr + size)` is aligned and wholly on an allowed stack without
+    /// moving the walk onto it: x29 may point at a record on the stack the walk will only reach
+    /// later (a function without a record, called on the IRQ stack, still holds the task-stack
+    /// record of its caller).
+    fn check(&self, addr: u64, size: u64) -> Result<(), Reason> {
+        if !addr.is_multiple_of(8) {
+            return Err(Reason::Alignment);
+        }
+        match self.stacks.find(addr, size) {
+            Some(s) if !self.task_only || s.kind == StackKind::Task => Ok(()),
+            _ => Err(Reason::OffStack),
+        }
     }
 
     /// Reads an 8-byte slot that must lie on the current stack (not moving the floor).
@@ -275,7 +300,7 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
         // Memory safety first: at a call site in a kernel, x29 is always some function's record
         // (this one's, or its caller's when it built none).
         if self.cfg.end == EndRule::FinalRecord && !cur.exact {
-            self.bounds.admit(cur.fp, 16, false)?;
+            self.bounds.check(cur.fp, 16)?;
         }
         let e = match self.entry(cur) {
             Ok(e) => e,
@@ -290,7 +315,8 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
         let Some(e) = e else { return Ok(Step::End) };
         let cfa = match e.sp_reg() {
             Some(Reg::Sp) => offset(cur.sp, e.sp_offset)?,
-            Some(Reg::Fp) => offset(cur.fp, e.sp_offset)?,
+            Some(Reg::Fp) if self.cfg.trust_fp_cfa => offset(cur.fp, e.sp_offset)?,
+            Some(Reg::Fp) => return Err(Reason::FpBasedCfa),
             _ => return Err(Reason::OrcUnexpected),
         };
         // The caller's CFA is the sp it had at the call: above this frame's sp, since a caller at

@@ -18,8 +18,6 @@ const BIG: Func = Func::at(3, Shape::BigFrame(4096));
 const LEAF: Func = Func::at(4, Shape::Leaf);
 const NOREC: Func = Func::at(5, Shape::NoRecord);
 const H: Func = Func::at(6, Shape::Framed(16));
-/// A call_on_irq_stack-like function: CFA = x29 + 16, record at CFA - 16.
-const VIA: u64 = TEXT + 0x700;
 /// Functions whose single row is set per test (slot 0x10..).
 const ODD: u64 = TEXT + 0x1000;
 /// A user program's _start: END_OF_STACK after its first instruction.
@@ -139,13 +137,17 @@ fn irq_stack_switch_and_no_reentry() {
     b.call(A);
     let regs = b.interrupted(B, 0x10);
     b.exception(regs).call(H).switch_to_irq(VIA + 0x10).call(H).call(A);
-    let r = run(&b, b.start_call(), Config::kernel(layout));
+    // The switching function's CFA is on x29: refused by default, proven with the weak checks
+    // only when asked to trust such rows.
+    assert_eq!(reason(&run(&b, b.start_call(), Config::kernel(layout))), Some(Reason::FpBasedCfa));
+    let trusting = Config { trust_fp_cfa: true, ..Config::kernel(layout) };
+    let r = run(&b, b.start_call(), trusting);
     assert_eq!(r.verdict, Verdict::Reliable);
     assert_eq!(r.pcs, b.expected());
 
     // A blocked task may not use the IRQ stack: its saved sp there is a bad start, and a task
     // record leading onto it is off its stacks.
-    let cfg = Config { task_stack_only: true, ..Config::kernel(layout) };
+    let cfg = Config { task_stack_only: true, ..trusting };
     assert_eq!(reason(&run(&b, b.start_call(), cfg)), Some(Reason::BadStart));
     let mut t = Builder::new(layout);
     t.call(A).call(B);
@@ -162,8 +164,11 @@ fn irq_stack_switch_and_no_reentry() {
     b.w(task_rec, irq_rec + 0x10);
     b.w(irq_rec + 0x10, 0);
     b.w(irq_rec + 0x18, A.base + CALL_RET);
-    let r = run(&b, b.start_call(), Config::kernel(layout));
-    assert_eq!(reason(&r), Some(Reason::StackReentered), "{:?}", r.verdict);
+    // ORC already refuses the bent record; the one-way stack rule is the backstop that catches
+    // it without ORC (mainline policy).
+    assert_eq!(reason(&run(&b, b.start_call(), trusting)), Some(Reason::FpMismatch));
+    let mainline = Config { policy: Policy::Mainline, ..Config::kernel(layout) };
+    assert_eq!(reason(&run(&b, b.start_call(), mainline)), Some(Reason::StackReentered));
 }
 
 #[test]
@@ -322,11 +327,15 @@ fn reason_bad_meta_record() {
 }
 
 fn odd_row(e: OrcEntry) -> Option<Reason> {
+    odd_row_cfg(e, Config::kernel(KernelLayout::V6_13))
+}
+
+fn odd_row_cfg(e: OrcEntry, cfg: Config) -> Option<Reason> {
     let mut b = chain();
     let rec = b.fp;
     b.w(rec + 8, ODD + 0x10);
     let extra = [(ODD, e), (ODD + 0x40, OrcEntry::UNDEFINED)];
-    reason(&run_with(&b, b.start_call(), Config::kernel(KernelLayout::V6_13), &extra, &Graph::default(), &stacks()))
+    reason(&run_with(&b, b.start_call(), cfg, &extra, &Graph::default(), &stacks()))
 }
 
 #[test]
@@ -336,11 +345,13 @@ fn reasons_from_orc_rows() {
         odd_row(OrcEntry::new(Kind::Call, Reg::Sp, 16, Reg::PrevSp, -16, Reg::Undefined, 0, false)),
         Some(Reason::LrLiveAtCall)
     );
-    // No record, CFA on a frame pointer the function never set.
-    assert_eq!(
-        odd_row(OrcEntry::new(Kind::Call, Reg::Fp, 16, Reg::Undefined, 0, Reg::PrevSp, -8, false)),
-        Some(Reason::NoFrameRecord)
-    );
+    // CFA on x29: unanchored, refused by default.
+    let on_fp = OrcEntry::new(Kind::Call, Reg::Fp, 16, Reg::PrevSp, -16, Reg::PrevSp, -8, false);
+    assert_eq!(odd_row(on_fp), Some(Reason::FpBasedCfa));
+    // No record, CFA on a frame pointer the function never set (even when trusting x29 CFAs).
+    let trusting = Config { trust_fp_cfa: true, ..Config::kernel(KernelLayout::V6_13) };
+    let no_record = OrcEntry::new(Kind::Call, Reg::Fp, 16, Reg::Undefined, 0, Reg::PrevSp, -8, false);
+    assert_eq!(odd_row_cfg(no_record, trusting), Some(Reason::NoFrameRecord));
     // CFA below the callee's.
     assert_eq!(
         odd_row(OrcEntry::new(Kind::Call, Reg::Sp, -16, Reg::PrevSp, -16, Reg::PrevSp, -8, false)),
@@ -385,7 +396,7 @@ fn call_site_only_cfi_is_not_trusted_at_an_interrupted_pc() {
         let mut pcs = Vec::new();
         let v = walk(
             b.start_call(),
-            &Config::kernel(layout),
+            &Config { trust_fp_cfa: true, ..Config::kernel(layout) },
             &b.mem,
             &StackList { stacks: &stacks() },
             c,

@@ -1,0 +1,252 @@
+//! `orcwalk-sim`: replay recorded stacks, show a dump, generate synthetic dumps.
+//!
+//! Exit status: 0 success, 1 a false-reliable verdict (the bug that must never ship), 2 unusable
+//! input.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use orc_format::TableFile;
+use orcwalk::Policy;
+use orcwalk_sim::dump::Dump;
+use orcwalk_sim::replay::{Judgement, Summary, replay};
+use orcwalk_sim::synth::{Program, Rng, sample};
+
+#[derive(Parser)]
+#[command(version, about = "orcwalk's simulator: replay recorded arm64 stacks against their ground truth")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum PolicyArg {
+    Orcwalk,
+    Mainline,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Replay dumps (files or directories, recursively; default: the shipped corpus) and print
+    /// per-dump verdicts and a summary for both policies.
+    Replay {
+        paths: Vec<PathBuf>,
+        /// ORC table file to use instead of the one each dump names.
+        #[arg(long)]
+        table: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "orcwalk")]
+        policy: PolicyArg,
+        /// One JSON object per dump, then the summary.
+        #[arg(long)]
+        json: bool,
+        /// Print every frame.
+        #[arg(long, short)]
+        verbose: bool,
+    },
+    /// Print a dump's registers, regions, stacks and truth.
+    Show { dump: PathBuf },
+    /// Write a seeded synthetic corpus: program.orc and COUNT dumps.
+    Gen {
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value_t = 100)]
+        count: u32,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn default_corpus() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/corpus")
+}
+
+fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if meta.is_dir() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        for e in entries {
+            if e.is_dir() || e.extension().is_some_and(|x| x == "core") {
+                collect(&e, out)?;
+            }
+        }
+    } else {
+        out.push(path.to_path_buf());
+    }
+    Ok(())
+}
+
+fn load(path: &Path) -> Result<Dump, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Dump::parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn summary_line(name: &str, s: &Summary) -> String {
+    let reasons: Vec<String> = s.unreliable.iter().map(|(r, n)| format!("{n} {r}")).collect();
+    format!(
+        "{name:>8}: {} samples, {} reliable and correct, {} unreliable ({}), FALSE-RELIABLE {}, coverage {:.1}% of {} with complete truth",
+        s.samples,
+        s.correct,
+        s.unreliable.values().sum::<u64>(),
+        if reasons.is_empty() { "-".into() } else { reasons.join(", ") },
+        s.false_reliable,
+        100.0 * s.coverage(),
+        s.truth_complete
+    )
+}
+
+fn run(cli: Cli) -> Result<ExitCode, String> {
+    match cli.cmd {
+        Cmd::Replay { paths, table, policy, json, verbose } => {
+            let paths = if paths.is_empty() { vec![default_corpus()] } else { paths };
+            let mut files = Vec::new();
+            for p in &paths {
+                collect(p, &mut files)?;
+            }
+            if files.is_empty() {
+                return Err("no dumps found".into());
+            }
+            let chosen = if policy == PolicyArg::Mainline { Policy::Mainline } else { Policy::Orcwalk };
+            let mut tables: HashMap<PathBuf, Vec<u8>> = HashMap::new();
+            let (mut orc, mut mainline) = (Summary::default(), Summary::default());
+            for (n, f) in files.iter().enumerate() {
+                let dump = load(f)?;
+                let tpath =
+                    table.clone().unwrap_or_else(|| f.parent().unwrap_or(Path::new(".")).join(&dump.info.image_path));
+                if !tables.contains_key(&tpath) {
+                    let bytes = std::fs::read(&tpath)
+                        .map_err(|e| format!("{}: table {}: {e}", f.display(), tpath.display()))?;
+                    tables.insert(tpath.clone(), bytes);
+                }
+                let tfile = TableFile::parse(&tables[&tpath]).map_err(|e| format!("{}: {e}", tpath.display()))?;
+                if tfile.build_id() != dump.info.image_id.as_slice() {
+                    return Err(format!("{}: table {} was built for another image", f.display(), tpath.display()));
+                }
+                let a = replay(&dump, tfile.table, Policy::Orcwalk);
+                let b = replay(&dump, tfile.table, Policy::Mainline);
+                orc.add(dump.info.truth_complete, a.judgement);
+                mainline.add(dump.info.truth_complete, b.judgement);
+                let out = if chosen == Policy::Orcwalk { &a } else { &b };
+                let verdict = match out.judgement {
+                    Judgement::Correct => "reliable, matches truth".to_string(),
+                    Judgement::UnprovenTruth => "reliable, truth incomplete".to_string(),
+                    Judgement::FalseReliable => "FALSE-RELIABLE: frames differ from truth".to_string(),
+                    Judgement::Unreliable(r) => match out.verdict {
+                        orcwalk::Verdict::Unreliable { pc, fp, .. } => {
+                            format!("unreliable: {} at pc {pc:#x} fp {fp:#x}", r.as_str())
+                        }
+                        orcwalk::Verdict::Reliable => unreachable!("judged unreliable"),
+                    },
+                };
+                if json {
+                    let frames: Vec<String> = out.frames.iter().map(|(pc, _)| format!("\"{pc:#x}\"")).collect();
+                    println!(
+                        "{{\"dump\":\"{}\",\"judgement\":\"{:?}\",\"frames\":[{}],\"truth_complete\":{}}}",
+                        f.display(),
+                        out.judgement,
+                        frames.join(","),
+                        dump.info.truth_complete
+                    );
+                } else {
+                    println!("{}: {verdict} ({} frames)", f.display(), out.frames.len());
+                    if verbose {
+                        for (i, (pc, kind)) in out.frames.iter().enumerate() {
+                            let t = dump.info.truth.get(i).map_or("(no truth)".into(), |t| {
+                                if t == pc { "=".into() } else { format!("truth {t:#x}") }
+                            });
+                            println!("    #{i:<2} {pc:#018x} {kind:?} {t}");
+                        }
+                    }
+                }
+                if !json && files.len() > 200 && (n + 1) % 500 == 0 {
+                    eprintln!("... {} of {} replayed", n + 1, files.len());
+                }
+            }
+            if json {
+                println!(
+                    "{{\"summary\":{{\"samples\":{},\"orcwalk_correct\":{},\"orcwalk_false_reliable\":{},\"mainline_correct\":{},\"mainline_false_reliable\":{}}}}}",
+                    orc.samples, orc.correct, orc.false_reliable, mainline.correct, mainline.false_reliable
+                );
+            } else {
+                println!("\n{}\n{}", summary_line("orcwalk", &orc), summary_line("mainline", &mainline));
+            }
+            let bad = if chosen == Policy::Orcwalk { orc.false_reliable } else { mainline.false_reliable };
+            if bad > 0 {
+                eprintln!("orcwalk-sim: {bad} false-reliable verdicts");
+                return Ok(ExitCode::from(1));
+            }
+        }
+        Cmd::Show { dump } => {
+            let d = load(&dump)?;
+            let i = &d.info;
+            println!("{}: {} sample, layout {:?}", dump.display(), if i.kernel { "kernel" } else { "user" }, i.layout);
+            println!(
+                "start {}: pc {:#x} sp {:#x} fp {:#x} lr {:#x}",
+                if i.start_regs { "from exception registers" } else { "at a call site" },
+                i.pc,
+                i.sp,
+                i.fp,
+                i.lr
+            );
+            println!(
+                "registers: x29 {:#x} x30 {:#x} sp {:#x} pc {:#x} pstate {:#x}",
+                d.regs[29], d.regs[30], d.regs[31], d.regs[32], d.regs[33]
+            );
+            for r in &d.regions {
+                println!(
+                    "region {:#x}..{:#x} ({} bytes{})",
+                    r.vaddr,
+                    r.vaddr + r.data.len() as u64,
+                    r.data.len(),
+                    if r.exec { ", text" } else { "" }
+                );
+            }
+            for s in &i.stacks {
+                println!("stack {:?} {:#x}..{:#x}", s.kind, s.low, s.high);
+            }
+            println!("text {:#x}..{:#x}, entry text {:#x}..{:#x}", i.text.0, i.text.1, i.entry.0, i.entry.1);
+            println!("image {} ({})", i.image_path, String::from_utf8_lossy(&i.image_id));
+            println!("truth ({}):", if i.truth_complete { "complete" } else { "incomplete" });
+            for (n, pc) in i.truth.iter().enumerate() {
+                println!("    #{n:<2} {pc:#018x}");
+            }
+            for (fp, ra) in &i.recover {
+                println!("trampoline recovery: fp {fp:#x} -> {ra:#x}");
+            }
+        }
+        Cmd::Gen { seed, count, out } => {
+            std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+            let mut rng = Rng::new(seed);
+            let program = Program::new(&mut rng);
+            std::fs::write(out.join("program.orc"), program.table_file())
+                .map_err(|e| format!("{}: {e}", out.display()))?;
+            let mut corrupted = 0;
+            for n in 0..count {
+                let s = sample(&program, &mut rng, "program.orc");
+                corrupted += u32::from(s.corruption.is_some());
+                let path = out.join(format!("{n:05}.core"));
+                std::fs::write(&path, s.dump.write()).map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+            println!(
+                "{}: program.orc and {count} dumps ({corrupted} corrupted on purpose), seed {seed}",
+                out.display()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("orcwalk-sim: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! The `ORCWALK` note: what an ELF core lacks for replaying a stack walk.
+//!
+//! Version 1, all integers little-endian:
+//! ```text
+//!   u32 version (1)          u32 flags: 1 kernel (else user program), 2 start from exception
+//!                                       registers, 4 task stack only, 8 ground truth complete
+//!   KernelLayout: u64 pt_regs_size, x29, x30, sp, pc, pstate, stackframe; u32 meta_records; u32 va_bits
+//!   u64 text_start, text_end, entry_start, entry_end
+//!   u64 start pc, sp, fp, lr  (pc of a `Call` start is a return address)
+//!   u64 fgraph_return, kretprobe_trampoline
+//!   u32 n_stacks, n_truth, n_recover, image_id_len, image_path_len
+//!   n_stacks  x { u64 low, u64 high, u32 kind (0 task, 1 irq, 2 overflow, 3/4 sdei, 5 efi), u32 0 }
+//!   n_truth   x u64 pc (innermost first)
+//!   n_recover x { u64 fp, u64 original return address }   (trampoline recovery, keyed by fp)
+//!   image_id_len bytes: build-id (or hash) of the image the ORC table describes
+//!   image_path_len bytes: UTF-8 path of that table or ELF, relative to the dump
+//! ```
+
+use orcwalk::{KernelLayout, StackInfo, StackKind};
+
+use super::DumpError;
+
+pub const NOTE_NAME: &str = "ORCWALK";
+pub const NOTE_TYPE: u32 = 1;
+pub const VERSION: u32 = 1;
+
+const KERNEL: u32 = 1;
+const START_REGS: u32 = 2;
+const TASK_ONLY: u32 = 4;
+const TRUTH_COMPLETE: u32 = 8;
+
+/// Everything about a sample that is not memory or registers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SampleInfo {
+    pub kernel: bool,
+    pub start_regs: bool,
+    pub task_stack_only: bool,
+    pub layout: KernelLayout,
+    pub text: (u64, u64),
+    pub entry: (u64, u64),
+    pub pc: u64,
+    pub sp: u64,
+    pub fp: u64,
+    pub lr: u64,
+    pub fgraph_return: u64,
+    pub kretprobe_trampoline: u64,
+    pub stacks: Vec<StackInfo>,
+    /// Ground truth, innermost first; `truth_complete` false when the truth itself stops early.
+    pub truth: Vec<u64>,
+    pub truth_complete: bool,
+    pub recover: Vec<(u64, u64)>,
+    pub image_id: Vec<u8>,
+    pub image_path: String,
+}
+
+fn kind_code(k: StackKind) -> u32 {
+    match k {
+        StackKind::Task => 0,
+        StackKind::Irq => 1,
+        StackKind::Overflow => 2,
+        StackKind::SdeiNormal => 3,
+        StackKind::SdeiCritical => 4,
+        StackKind::Efi => 5,
+    }
+}
+
+fn kind_of(c: u32) -> Option<StackKind> {
+    Some(match c {
+        0 => StackKind::Task,
+        1 => StackKind::Irq,
+        2 => StackKind::Overflow,
+        3 => StackKind::SdeiNormal,
+        4 => StackKind::SdeiCritical,
+        5 => StackKind::Efi,
+        _ => return None,
+    })
+}
+
+impl SampleInfo {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut o = Vec::new();
+        let u32_ = |o: &mut Vec<u8>, v: u32| o.extend_from_slice(&v.to_le_bytes());
+        let u64_ = |o: &mut Vec<u8>, v: u64| o.extend_from_slice(&v.to_le_bytes());
+        let flag = |on: bool, bit: u32| if on { bit } else { 0 };
+        let flags = flag(self.kernel, KERNEL)
+            | flag(self.start_regs, START_REGS)
+            | flag(self.task_stack_only, TASK_ONLY)
+            | flag(self.truth_complete, TRUTH_COMPLETE);
+        u32_(&mut o, VERSION);
+        u32_(&mut o, flags);
+        let l = self.layout;
+        for v in [l.pt_regs_size, l.x29, l.x30, l.sp, l.pc, l.pstate, l.stackframe] {
+            u64_(&mut o, v);
+        }
+        u32_(&mut o, l.meta_records as u32);
+        u32_(&mut o, l.va_bits);
+        for v in [self.text.0, self.text.1, self.entry.0, self.entry.1, self.pc, self.sp, self.fp, self.lr] {
+            u64_(&mut o, v);
+        }
+        u64_(&mut o, self.fgraph_return);
+        u64_(&mut o, self.kretprobe_trampoline);
+        for n in [self.stacks.len(), self.truth.len(), self.recover.len(), self.image_id.len(), self.image_path.len()] {
+            u32_(&mut o, n as u32);
+        }
+        for s in &self.stacks {
+            u64_(&mut o, s.low);
+            u64_(&mut o, s.high);
+            u32_(&mut o, kind_code(s.kind));
+            u32_(&mut o, 0);
+        }
+        for &pc in &self.truth {
+            u64_(&mut o, pc);
+        }
+        for &(fp, ra) in &self.recover {
+            u64_(&mut o, fp);
+            u64_(&mut o, ra);
+        }
+        o.extend_from_slice(&self.image_id);
+        o.extend_from_slice(self.image_path.as_bytes());
+        o
+    }
+
+    pub fn decode(b: &[u8]) -> Result<SampleInfo, DumpError> {
+        let mut r = Reader { b, at: 0 };
+        let version = r.u32()?;
+        if version != VERSION {
+            return Err(DumpError::NoteVersion(version));
+        }
+        let flags = r.u32()?;
+        let mut l = [0u64; 7];
+        for v in &mut l {
+            *v = r.u64()?;
+        }
+        let meta = r.u32()?;
+        let va_bits = r.u32()?;
+        let layout = KernelLayout {
+            pt_regs_size: l[0],
+            x29: l[1],
+            x30: l[2],
+            sp: l[3],
+            pc: l[4],
+            pstate: l[5],
+            stackframe: l[6],
+            meta_records: meta != 0,
+            va_bits,
+        };
+        let text = (r.u64()?, r.u64()?);
+        let entry = (r.u64()?, r.u64()?);
+        let (pc, sp, fp, lr) = (r.u64()?, r.u64()?, r.u64()?, r.u64()?);
+        let (fgraph_return, kretprobe_trampoline) = (r.u64()?, r.u64()?);
+        let counts = [r.u32()?, r.u32()?, r.u32()?, r.u32()?, r.u32()?];
+        // Every count is bounded by what is left: a garbage count cannot make us allocate.
+        let left = b.len() as u64;
+        if counts.iter().map(|&c| u64::from(c)).sum::<u64>() > left {
+            return Err(DumpError::Note("counts larger than the note"));
+        }
+        let mut stacks = Vec::new();
+        for _ in 0..counts[0] {
+            let (low, high, kind, _) = (r.u64()?, r.u64()?, r.u32()?, r.u32()?);
+            stacks.push(StackInfo { low, high, kind: kind_of(kind).ok_or(DumpError::Note("unknown stack kind"))? });
+        }
+        let truth = (0..counts[1]).map(|_| r.u64()).collect::<Result<_, _>>()?;
+        let recover = (0..counts[2]).map(|_| Ok((r.u64()?, r.u64()?))).collect::<Result<_, DumpError>>()?;
+        let image_id = r.bytes(counts[3] as usize)?.to_vec();
+        let image_path = String::from_utf8(r.bytes(counts[4] as usize)?.to_vec())
+            .map_err(|_| DumpError::Note("image path is not UTF-8"))?;
+        Ok(SampleInfo {
+            kernel: flags & KERNEL != 0,
+            start_regs: flags & START_REGS != 0,
+            task_stack_only: flags & TASK_ONLY != 0,
+            truth_complete: flags & TRUTH_COMPLETE != 0,
+            layout,
+            text,
+            entry,
+            pc,
+            sp,
+            fp,
+            lr,
+            fgraph_return,
+            kretprobe_trampoline,
+            stacks,
+            truth,
+            recover,
+            image_id,
+            image_path,
+        })
+    }
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn bytes(&mut self, n: usize) -> Result<&'a [u8], DumpError> {
+        let end = self.at.checked_add(n).ok_or(DumpError::Note("truncated"))?;
+        let s = self.b.get(self.at..end).ok_or(DumpError::Note("truncated"))?;
+        self.at = end;
+        Ok(s)
+    }
+    fn u32(&mut self) -> Result<u32, DumpError> {
+        Ok(u32::from_le_bytes(self.bytes(4)?.try_into().map_err(|_| DumpError::Note("truncated"))?))
+    }
+    fn u64(&mut self) -> Result<u64, DumpError> {
+        Ok(u64::from_le_bytes(self.bytes(8)?.try_into().map_err(|_| DumpError::Note("truncated"))?))
+    }
+}

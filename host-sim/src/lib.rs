@@ -1,0 +1,7 @@
+//! orcwalk-sim: the userspace harness. Stack dumps as ELF cores, replay of dumps through the
+//! `orcwalk` unwinder against their ground truth, a seeded synthetic stack generator, and the
+//! report that counts false-reliable verdicts (which must be zero).
+
+pub mod dump;
+pub mod replay;
+pub mod synth;

@@ -1,0 +1,129 @@
+//! Replaying a dump through the unwinder and judging the verdict against the dump's truth.
+
+use std::collections::BTreeMap;
+
+use orc_format::OrcTable;
+use orcwalk::code::TableCode;
+use orcwalk::recovery::{ReturnRecovery, Trampoline};
+use orcwalk::{Config, EndRule, Frame, FrameKind, Memory, Policy, Reason, StackList, Start, Verdict, walk};
+
+use crate::dump::Dump;
+
+struct DumpMemory<'a>(&'a Dump);
+
+impl Memory for DumpMemory<'_> {
+    fn read_u64(&self, addr: u64) -> Option<u64> {
+        self.0.read_u64(addr)
+    }
+}
+
+/// Trampoline recovery from the dump's note (fp -> original return address).
+struct NoteRecovery<'a> {
+    dump: &'a Dump,
+}
+
+impl ReturnRecovery for NoteRecovery<'_> {
+    fn trampoline(&self, pc: u64) -> Option<Trampoline> {
+        let i = &self.dump.info;
+        if pc != 0 && pc == i.fgraph_return {
+            Some(Trampoline::FgraphReturn)
+        } else if pc != 0 && pc == i.kretprobe_trampoline {
+            Some(Trampoline::Kretprobe)
+        } else {
+            None
+        }
+    }
+    fn recover(&self, _which: Trampoline, fp: u64, _pc: u64) -> Option<u64> {
+        self.dump.info.recover.iter().find(|(k, _)| *k == fp).map(|(_, ra)| *ra)
+    }
+}
+
+/// How a verdict compares with the truth.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Judgement {
+    /// Reliable and every frame equals the truth.
+    Correct,
+    /// Unreliable: costs a retry, never safety.
+    Unreliable(Reason),
+    /// Reliable but the frames differ from the truth: the bug that must never ship.
+    FalseReliable,
+    /// Reliable, but the truth is incomplete, so only its prefix could be compared (and matched).
+    UnprovenTruth,
+}
+
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub verdict: Verdict,
+    pub frames: Vec<(u64, FrameKind)>,
+    pub judgement: Judgement,
+}
+
+/// Walks the dump's stack with `table` under `policy` and judges the result.
+pub fn replay(dump: &Dump, table: OrcTable<'_>, policy: Policy) -> Outcome {
+    let i = &dump.info;
+    let cfg = Config {
+        policy,
+        end: if i.kernel { EndRule::FinalRecord } else { EndRule::OrcEndOfStack },
+        layout: i.layout,
+        max_frames: 100,
+        task_stack_only: i.task_stack_only,
+        trust_fp_cfa: false,
+    };
+    let code =
+        TableCode { table, text_start: i.text.0, text_end: i.text.1, entry_start: i.entry.0, entry_end: i.entry.1 };
+    let start = if i.start_regs {
+        Start::Regs { pc: i.pc, sp: i.sp, fp: i.fp, lr: i.lr }
+    } else {
+        Start::Call { pc: i.pc, sp: i.sp, fp: i.fp }
+    };
+    let mut frames = Vec::new();
+    let verdict = walk(
+        start,
+        &cfg,
+        &DumpMemory(dump),
+        &StackList { stacks: &i.stacks },
+        &code,
+        &NoteRecovery { dump },
+        |f: &Frame| {
+            frames.push((f.pc, f.kind));
+            true
+        },
+    );
+    let pcs: Vec<u64> = frames.iter().map(|f| f.0).collect();
+    let judgement = match verdict {
+        Verdict::Unreliable { reason, .. } => Judgement::Unreliable(reason),
+        Verdict::Reliable if i.truth_complete && pcs == i.truth => Judgement::Correct,
+        Verdict::Reliable if !i.truth_complete && pcs.starts_with(&i.truth) => Judgement::UnprovenTruth,
+        Verdict::Reliable => Judgement::FalseReliable,
+    };
+    Outcome { verdict, frames, judgement }
+}
+
+/// Counts over a set of replays.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    pub samples: u64,
+    pub truth_complete: u64,
+    pub correct: u64,
+    pub false_reliable: u64,
+    pub unproven: u64,
+    pub unreliable: BTreeMap<&'static str, u64>,
+}
+
+impl Summary {
+    pub fn add(&mut self, truth_complete: bool, j: Judgement) {
+        self.samples += 1;
+        self.truth_complete += u64::from(truth_complete);
+        match j {
+            Judgement::Correct => self.correct += 1,
+            Judgement::FalseReliable => self.false_reliable += 1,
+            Judgement::UnprovenTruth => self.unproven += 1,
+            Judgement::Unreliable(r) => *self.unreliable.entry(r.as_str()).or_default() += 1,
+        }
+    }
+
+    /// Reliable and correct, over samples whose truth is complete.
+    pub fn coverage(&self) -> f64 {
+        if self.truth_complete == 0 { 0.0 } else { self.correct as f64 / self.truth_complete as f64 }
+    }
+}

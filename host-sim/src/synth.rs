@@ -1,0 +1,245 @@
+//! Seeded synthetic kernel stacks: a program of functions with varied prologue shapes and its ORC
+//! table, and stacks executed through it (`orcwalk::testkit::Builder`: calls, exceptions at any
+//! instruction, IRQ-stack switches, ftrace-graph trampolines, PAC-signed return addresses), some
+//! corrupted on purpose. Ground truth is known by construction; for a corrupted sample it stays
+//! the uncorrupted truth, so a corrupted stack may only ever be unreliable or exactly right.
+
+use std::collections::BTreeMap;
+
+use orc_format::{Kind, OrcEntry, Reg};
+use orcwalk::testkit::{self as tk, Builder, FUNC_LEN, Func, Shape};
+use orcwalk::{KernelLayout, StackInfo, Start};
+
+use crate::dump::{Dump, Region, SampleInfo};
+
+/// A small deterministic generator (SplitMix64): the corpus must be reproducible from its seed.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+    pub fn chance(&mut self, one_in: u64) -> bool {
+        self.below(one_in) == 0
+    }
+}
+
+/// The synthetic program: functions at fixed slots with seeded shapes, and its ORC rows.
+#[derive(Clone, Debug)]
+pub struct Program {
+    pub funcs: Vec<Func>,
+}
+
+impl Program {
+    pub fn new(rng: &mut Rng) -> Program {
+        let funcs = (1..=40)
+            .map(|slot| {
+                let shape = match rng.below(10) {
+                    0 => Shape::Leaf,
+                    1 => Shape::NoRecord,
+                    2 => Shape::BigFrame(4096),
+                    _ => Shape::Framed(16 * (1 + rng.below(16)) as u16),
+                };
+                Func::at(slot, shape)
+            })
+            .collect();
+        Program { funcs }
+    }
+
+    pub fn rows(&self) -> Vec<(u64, OrcEntry)> {
+        let mut rows: Vec<(u64, OrcEntry)> = self.funcs.iter().flat_map(|f| f.rows()).collect();
+        rows.push((tk::VIA, OrcEntry::new(Kind::Call, Reg::Fp, 16, Reg::PrevSp, -16, Reg::PrevSp, -8, false)));
+        rows.push((tk::VIA + 0x40, OrcEntry::UNDEFINED));
+        rows
+    }
+
+    /// The table file bytes for this program.
+    pub fn table_file(&self) -> Vec<u8> {
+        let rows = self.rows();
+        let ips: Vec<u64> = rows.iter().map(|r| r.0).collect();
+        let entries: Vec<OrcEntry> = rows.iter().map(|r| r.1).collect();
+        orc_format::file::write(&ips, &entries, b"orcwalk-synthetic", true).unwrap_or_default()
+    }
+
+    fn caller(&self, rng: &mut Rng) -> Func {
+        loop {
+            let f = self.funcs[rng.below(self.funcs.len() as u64) as usize];
+            if f.shape != Shape::Leaf {
+                return f;
+            }
+        }
+    }
+
+    fn any(&self, rng: &mut Rng) -> Func {
+        self.funcs[rng.below(self.funcs.len() as u64) as usize]
+    }
+}
+
+/// What was done to a sample on purpose (the list of corruptions).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Corruption {
+    WrongSavedFp,
+    MissingRecord,
+    FpLoop,
+    FpOffStack,
+    UnknownText,
+    TrampolineWithoutRecovery,
+}
+
+/// One generated sample: the dump and what was corrupted, if anything.
+#[derive(Debug)]
+pub struct Sample {
+    pub dump: Dump,
+    pub corruption: Option<Corruption>,
+}
+
+const LAYOUTS: [KernelLayout; 3] = [KernelLayout::V6_12, KernelLayout::V6_13, KernelLayout::GENERIC_ENTRY];
+
+/// Between 1 and `max` calls of random non-leaf functions.
+fn calls(b: &mut Builder, p: &Program, rng: &mut Rng, max: u64) {
+    let n = 1 + rng.below(max);
+    for _ in 0..n {
+        b.call(p.caller(rng));
+    }
+}
+
+/// Generates one kernel-shaped sample.
+pub fn sample(p: &Program, rng: &mut Rng, image_path: &str) -> Sample {
+    loop {
+        if let Some(s) = attempt(p, rng, image_path) {
+            return s;
+        }
+    }
+}
+
+/// One try; `None` when the executed stack would not fit its stacks (a real kernel would have
+/// overflowed, not produced a sample).
+fn attempt(p: &Program, rng: &mut Rng, image_path: &str) -> Option<Sample> {
+    let layout = LAYOUTS[rng.below(3) as usize];
+    let mut b = Builder::new(layout);
+    calls(&mut b, p, rng, 8);
+    if rng.chance(2) {
+        let f = p.any(rng);
+        let regs = b.interrupted(f, 4 * rng.below(FUNC_LEN / 4));
+        b.exception(regs);
+        calls(&mut b, p, rng, 4);
+        if rng.chance(3) {
+            b.switch_to_irq(tk::VIA + 0x10);
+            calls(&mut b, p, rng, 3);
+        }
+    }
+    let start = if rng.chance(3) { b.interrupted(p.any(rng), 4 * rng.below(FUNC_LEN / 4)) } else { b.start_call() };
+    let fits = |a: u64| tk::stacks().iter().any(|s| s.low + 0x100 <= a && a < s.high);
+    if !fits(b.sp) || !b.mem.0.keys().all(|&a| fits(a)) {
+        return None;
+    }
+    let truth = b.expected();
+
+    // Records: a return-address slot with the saved fp right below it.
+    let records: Vec<u64> =
+        b.ra_slots.keys().filter(|&&s| s % 16 == 8 && b.mem.0.contains_key(&(s - 8))).map(|s| s - 8).collect();
+    let mut recover = BTreeMap::new();
+    let mut trampoline = None;
+    if rng.chance(5) && !records.is_empty() {
+        let r = records[rng.below(records.len() as u64) as usize];
+        let (saved_fp, ra) = (b.mem.0[&r], b.mem.0[&(r + 8)]);
+        b.w(r + 8, tk::TRAMPOLINE);
+        recover.insert(saved_fp, ra);
+        trampoline = Some(saved_fp);
+    }
+    if rng.chance(4) {
+        // PAC-sign every saved return address (bits 48..54 and 56..63; bit 55 stays).
+        for slot in b.ra_slots.keys().copied().collect::<Vec<_>>() {
+            if let Some(v) = b.mem.0.get(&slot).copied().filter(|v| *v >= tk::TEXT && *v < tk::TEXT_END) {
+                b.w(slot, v ^ (rng.next_u64() & 0x7f7f_0000_0000_0000));
+            }
+        }
+    }
+    let corruption = if rng.chance(3) && !records.is_empty() {
+        let r = records[rng.below(records.len() as u64) as usize];
+        let kind = match rng.below(6) {
+            5 if trampoline.is_some() => Corruption::TrampolineWithoutRecovery,
+            0 => Corruption::MissingRecord,
+            1 => Corruption::FpLoop,
+            2 => Corruption::FpOffStack,
+            3 => Corruption::UnknownText,
+            _ => Corruption::WrongSavedFp,
+        };
+        match kind {
+            Corruption::WrongSavedFp => {
+                let v = b.mem.0[&r];
+                b.w(r, v.wrapping_add(16 * (1 + rng.below(4))));
+            }
+            Corruption::MissingRecord => {
+                b.w(r, 0);
+                b.w(r + 8, 0);
+            }
+            Corruption::FpLoop => b.w(r, r),
+            Corruption::FpOffStack => b.w(r, 0xffff_8000_9000_0000 + 16 * rng.below(1024)),
+            Corruption::UnknownText => b.w(r + 8, 0xffff_8000_c000_0000 + 4 * rng.below(1024)),
+            Corruption::TrampolineWithoutRecovery => recover.clear(),
+        }
+        Some(kind)
+    } else {
+        None
+    };
+
+    let (pc, sp, fp, lr, start_regs) = match start {
+        Start::Regs { pc, sp, fp, lr } => (pc, sp, fp, lr, true),
+        Start::Call { pc, sp, fp } => (pc, sp, fp, 0, false),
+    };
+    let stacks = tk::stacks().to_vec();
+    let regions = stacks.iter().filter_map(|s| region(&b, s)).collect();
+    let mut regs = [0u64; 34];
+    regs[29] = fp;
+    regs[30] = lr;
+    regs[31] = sp;
+    regs[32] = pc;
+    regs[33] = 0x3c5;
+    let info = SampleInfo {
+        kernel: true,
+        start_regs,
+        task_stack_only: false,
+        layout,
+        text: (tk::TEXT, tk::TEXT_END),
+        entry: (tk::ENTRY, tk::ENTRY + 0x100),
+        pc,
+        sp,
+        fp,
+        lr,
+        fgraph_return: tk::TRAMPOLINE,
+        kretprobe_trampoline: 0,
+        stacks,
+        truth,
+        truth_complete: true,
+        recover: recover.into_iter().collect(),
+        image_id: b"orcwalk-synthetic".to_vec(),
+        image_path: image_path.to_string(),
+    };
+    Some(Sample { dump: Dump { regs, info, regions }, corruption })
+}
+
+/// The used part of one stack (from just below its lowest written word to its top), with
+/// unwritten words holding the builder's poison, as a real stack holds stale data.
+fn region(b: &Builder, s: &StackInfo) -> Option<Region> {
+    let lowest = *b.mem.0.range(s.low..s.high).next()?.0;
+    let start = (lowest.saturating_sub(0x100) & !0xff).max(s.low);
+    let mut data = Vec::with_capacity((s.high - start) as usize);
+    let mut addr = start;
+    while addr < s.high {
+        data.extend_from_slice(&b.mem.0.get(&addr).copied().unwrap_or(tk::POISON).to_le_bytes());
+        addr += 8;
+    }
+    Some(Region { vaddr: start, data, exec: false })
+}
