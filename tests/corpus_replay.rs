@@ -11,9 +11,9 @@ use orcwalk_sim::dump::Dump;
 use orcwalk_sim::replay::{Summary, replay};
 use orcwalk_sim::synth::{Program, Rng, sample};
 
-/// Measured on the synthetic corpus (seed 1, 300 dumps, 93 corrupted): 53.3 %. A drop below this
-/// floor is a coverage regression.
-const SYNTHETIC_COVERAGE_FLOOR: f64 = 0.50;
+/// Measured on the synthetic corpus (seed 1, 300 dumps, 124 corrupted) with the sound defaults:
+/// 39.7 %. A drop below this floor is a coverage regression.
+const SYNTHETIC_COVERAGE_FLOOR: f64 = 0.37;
 
 fn corpus() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/synthetic")
@@ -31,11 +31,11 @@ fn dumps(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn synthetic_corpus_has_no_false_reliable_and_keeps_its_coverage() {
-    let table_bytes = std::fs::read(corpus().join("program.orc")).unwrap();
-    let table = TableFile::parse(&table_bytes).unwrap().table;
     let (mut orc, mut mainline) = (Summary::default(), Summary::default());
     for path in dumps(&corpus()) {
         let dump = Dump::parse(&std::fs::read(&path).unwrap()).unwrap();
+        let table_bytes = std::fs::read(corpus().join(&dump.info.image_path)).unwrap();
+        let table = TableFile::parse(&table_bytes).unwrap().table;
         orc.add(dump.info.truth_complete, replay(&dump, table, Policy::Orcwalk).judgement);
         mainline.add(dump.info.truth_complete, replay(&dump, table, Policy::Mainline).judgement);
     }
@@ -53,7 +53,9 @@ fn synthetic_corpus_has_no_false_reliable_and_keeps_its_coverage() {
 fn corpus_regenerates_from_its_seed() {
     let mut rng = Rng::new(1);
     let program = Program::new(&mut rng);
-    assert_eq!(program.table_file(), std::fs::read(corpus().join("program.orc")).unwrap(), "program.orc");
+    for (name, bytes) in orcwalk_sim::synth::tables(&program) {
+        assert_eq!(bytes, std::fs::read(corpus().join(name)).unwrap(), "{name}");
+    }
     for path in dumps(&corpus()) {
         let s = sample(&program, &mut rng, "program.orc");
         assert_eq!(

@@ -58,8 +58,20 @@ pub struct Outcome {
     pub judgement: Judgement,
 }
 
+/// The two weak-proof opt-ins of `orcwalk::Config` (both off: the sound default).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Trust {
+    pub fp_cfa: bool,
+    pub orc_only_frames: bool,
+}
+
 /// Walks the dump's stack with `table` under `policy` and judges the result.
 pub fn replay(dump: &Dump, table: OrcTable<'_>, policy: Policy) -> Outcome {
+    replay_with(dump, table, policy, Trust::default())
+}
+
+/// `replay` with the weak-proof opt-ins set as given.
+pub fn replay_with(dump: &Dump, table: OrcTable<'_>, policy: Policy, trust: Trust) -> Outcome {
     let i = &dump.info;
     let cfg = Config {
         policy,
@@ -67,7 +79,8 @@ pub fn replay(dump: &Dump, table: OrcTable<'_>, policy: Policy) -> Outcome {
         layout: i.layout,
         max_frames: 100,
         task_stack_only: i.task_stack_only,
-        trust_fp_cfa: false,
+        trust_fp_cfa: trust.fp_cfa,
+        orc_only_frames: trust.orc_only_frames,
     };
     let code =
         TableCode { table, text_start: i.text.0, text_end: i.text.1, entry_start: i.entry.0, entry_end: i.entry.1 };

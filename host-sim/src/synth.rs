@@ -66,10 +66,41 @@ impl Program {
 
     /// The table file bytes for this program.
     pub fn table_file(&self) -> Vec<u8> {
-        let rows = self.rows();
+        Self::file(self.rows())
+    }
+
+    /// A table with a gap: every fifth function's rows are missing, as for code without CFI.
+    pub fn gap_table_file(&self) -> Vec<u8> {
+        let kept = Program {
+            funcs: self.funcs.iter().copied().enumerate().filter(|(i, _)| i % 5 != 2).map(|(_, f)| f).collect(),
+        };
+        Self::file(kept.rows())
+    }
+
+    /// A stale table (from "another build"): every fourth framed function's frame is 16 bytes
+    /// larger than the code's. It carries the same image id, the worst case.
+    pub fn stale_table_file(&self) -> Vec<u8> {
+        let funcs = self
+            .funcs
+            .iter()
+            .enumerate()
+            .map(|(i, f)| match f.shape {
+                Shape::Framed(n) if i % 4 == 1 => Func { base: f.base, shape: Shape::Framed(n + 16) },
+                _ => *f,
+            })
+            .collect();
+        Self::file(Program { funcs }.rows())
+    }
+
+    fn file(rows: Vec<(u64, OrcEntry)>) -> Vec<u8> {
         let ips: Vec<u64> = rows.iter().map(|r| r.0).collect();
         let entries: Vec<OrcEntry> = rows.iter().map(|r| r.1).collect();
         orc_format::file::write(&ips, &entries, b"orcwalk-synthetic", true).unwrap_or_default()
+    }
+
+    /// The shape of the function containing `pc`.
+    pub fn shape_of(&self, pc: u64) -> Option<Shape> {
+        self.funcs.iter().find(|f| f.base <= pc && pc < f.base + FUNC_LEN).map(|f| f.shape)
     }
 
     fn caller(&self, rng: &mut Rng) -> Func {
@@ -95,6 +126,19 @@ pub enum Corruption {
     FpOffStack,
     UnknownText,
     TrampolineWithoutRecovery,
+    /// The dump names `program-gap.orc`.
+    OrcGap,
+    /// The dump names `program-stale.orc`.
+    StaleOrc,
+}
+
+/// The table files a corpus directory holds, by the name dumps use.
+pub fn tables(p: &Program) -> [(&'static str, Vec<u8>); 3] {
+    [
+        ("program.orc", p.table_file()),
+        ("program-gap.orc", p.gap_table_file()),
+        ("program-stale.orc", p.stale_table_file()),
+    ]
 }
 
 /// One generated sample: the dump and what was corrupted, if anything.
@@ -166,7 +210,16 @@ fn attempt(p: &Program, rng: &mut Rng, image_path: &str) -> Option<Sample> {
             }
         }
     }
-    let corruption = if rng.chance(3) && !records.is_empty() {
+    let mut image_path = image_path.to_string();
+    let corruption = if rng.chance(8) {
+        let (kind, name) = if rng.chance(2) {
+            (Corruption::OrcGap, "program-gap.orc")
+        } else {
+            (Corruption::StaleOrc, "program-stale.orc")
+        };
+        image_path = name.to_string();
+        Some(kind)
+    } else if rng.chance(3) && !records.is_empty() {
         let r = records[rng.below(records.len() as u64) as usize];
         let kind = match rng.below(6) {
             5 if trampoline.is_some() => Corruption::TrampolineWithoutRecovery,
@@ -189,6 +242,7 @@ fn attempt(p: &Program, rng: &mut Rng, image_path: &str) -> Option<Sample> {
             Corruption::FpOffStack => b.w(r, 0xffff_8000_9000_0000 + 16 * rng.below(1024)),
             Corruption::UnknownText => b.w(r + 8, 0xffff_8000_c000_0000 + 4 * rng.below(1024)),
             Corruption::TrampolineWithoutRecovery => recover.clear(),
+            Corruption::OrcGap | Corruption::StaleOrc => {}
         }
         Some(kind)
     } else {
@@ -225,7 +279,7 @@ fn attempt(p: &Program, rng: &mut Rng, image_path: &str) -> Option<Sample> {
         truth_complete: true,
         recover: recover.into_iter().collect(),
         image_id: b"orcwalk-synthetic".to_vec(),
-        image_path: image_path.to_string(),
+        image_path,
     };
     Some(Sample { dump: Dump { regs, info, regions }, corruption })
 }

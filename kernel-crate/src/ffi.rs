@@ -267,6 +267,7 @@ pub unsafe extern "C" fn orcwalk_stack_walk_reliable(
             max_frames: c.max_frames,
             task_stack_only: c.task_stack_only != 0,
             trust_fp_cfa: false,
+            orc_only_frames: false,
         };
         let start = if c.start_regs != 0 {
             Start::Regs { pc: c.pc, sp: c.sp, fp: c.fp, lr: c.lr }

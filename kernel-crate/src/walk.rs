@@ -54,6 +54,12 @@ pub struct Config {
     /// callee's, record where fp_offset says). Off by default: such a row has no anchor to sp,
     /// so a saved fp aimed at another valid record skips frames with every check passing.
     pub trust_fp_cfa: bool,
+    /// Accept a caller that built no frame record (x29 UNDEFINED at the call site) by reading
+    /// its return address where ORC says. Off by default: ORC is then the only witness, and a
+    /// stale table (with the right id) makes the walk read a neighbouring slot, land on another
+    /// valid return address and skip a frame with every check passing. Where every frame has a
+    /// record, a wrong frame size is always caught by the next record or the final pt_regs.
+    pub orc_only_frames: bool,
 }
 
 impl Config {
@@ -65,6 +71,7 @@ impl Config {
             max_frames: 100,
             task_stack_only: false,
             trust_fp_cfa: false,
+            orc_only_frames: false,
         }
     }
 }
@@ -337,9 +344,11 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
                 self.bounds.admit(at, 8, true)?;
                 self.mem.read_u64(at).ok_or(Reason::ReadFault)?
             }
-            // x29 not saved: still the caller's. At a call site this function built no record
-            // (no frame pointer); its return address can only come from ORC (below).
-            Some(Reg::Undefined) => cur.fp,
+            // x29 not saved: still the caller's. After an exception that is a prologue or
+            // epilogue. At a call site this function built no record (no frame pointer) and its
+            // return address can only come from ORC (below): allowed only when asked for.
+            Some(Reg::Undefined) if cur.exact || self.cfg.orc_only_frames => cur.fp,
+            Some(Reg::Undefined) => return Err(Reason::NoFrameRecord),
             _ => return Err(Reason::OrcUnexpected),
         };
         let (raw_ra, kind) = match e.ra_reg() {

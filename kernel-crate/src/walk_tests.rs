@@ -77,6 +77,15 @@ fn call_chain_is_reliable_and_exact() {
     for layout in LAYOUTS {
         let mut b = Builder::new(layout);
         b.call(A).call(B).call(BIG).call(NOREC).call(A);
+        // NOREC built no frame record: by default ORC alone is not proof enough...
+        assert_eq!(reason(&run(&b, b.start_call(), Config::kernel(layout))), Some(Reason::NoFrameRecord));
+        // ...and with ORC-only frames allowed, its return address comes from the slot ORC names.
+        let r = run(&b, b.start_call(), Config { orc_only_frames: true, ..Config::kernel(layout) });
+        assert_eq!(r.verdict, Verdict::Reliable, "{layout:?}");
+        assert_eq!(r.pcs, b.expected());
+        // Without NOREC every frame has a record: proven by default.
+        let mut b = Builder::new(layout);
+        b.call(A).call(B).call(BIG).call(A);
         let r = run(&b, b.start_call(), Config::kernel(layout));
         assert_eq!(r.verdict, Verdict::Reliable, "{layout:?}");
         assert_eq!(r.pcs, b.expected());
@@ -180,7 +189,7 @@ fn user_program_ends_at_orc_end_of_stack() {
     b.pc = USTART + 8;
     b.truth = std::vec![USTART + 8];
     b.call(A).call(B).call(NOREC).call(A);
-    let cfg = Config { end: EndRule::OrcEndOfStack, ..Config::kernel(KernelLayout::V6_13) };
+    let cfg = Config { end: EndRule::OrcEndOfStack, orc_only_frames: true, ..Config::kernel(KernelLayout::V6_13) };
     let r = run(&b, b.start_call(), cfg);
     assert_eq!(r.verdict, Verdict::Reliable);
     assert_eq!(r.pcs, b.expected());
@@ -545,7 +554,8 @@ mod properties {
         if b.ra_slots.contains_key(&addr) {
             return TestResult::discard();
         }
-        let r = run(&b, start, Config::kernel(layout));
+        // With a correct table, recovering record-less frames through ORC is sound: exercise it.
+        let r = run(&b, start, Config { orc_only_frames: true, ..Config::kernel(layout) });
         TestResult::from_bool(!r.verdict.is_reliable() || r.pcs == truth)
     }
 

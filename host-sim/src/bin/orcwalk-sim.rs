@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use orc_format::TableFile;
 use orcwalk::Policy;
 use orcwalk_sim::dump::Dump;
-use orcwalk_sim::replay::{Judgement, Summary, replay};
+use orcwalk_sim::replay::{Judgement, Summary, Trust, replay_with};
 use orcwalk_sim::synth::{Program, Rng, sample};
 
 #[derive(Parser)]
@@ -44,10 +44,17 @@ enum Cmd {
         /// Print every frame.
         #[arg(long, short)]
         verbose: bool,
+        /// Accept frames whose CFA is on x29 with only the weak checks (unsound under a
+        /// corrupted saved fp; for comparison).
+        #[arg(long)]
+        trust_fp_cfa: bool,
+        /// Accept callers without a frame record through ORC alone (unsound under a stale table).
+        #[arg(long)]
+        orc_only_frames: bool,
     },
     /// Print a dump's registers, regions, stacks and truth.
     Show { dump: PathBuf },
-    /// Write a seeded synthetic corpus: program.orc and COUNT dumps.
+    /// Write a seeded synthetic corpus: program.orc (with its gap and stale variants) and COUNT dumps.
     Gen {
         #[arg(long, default_value_t = 1)]
         seed: u64,
@@ -102,7 +109,8 @@ fn summary_line(name: &str, s: &Summary) -> String {
 
 fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.cmd {
-        Cmd::Replay { paths, table, policy, json, verbose } => {
+        Cmd::Replay { paths, table, policy, json, verbose, trust_fp_cfa, orc_only_frames } => {
+            let trust = Trust { fp_cfa: trust_fp_cfa, orc_only_frames };
             let paths = if paths.is_empty() { vec![default_corpus()] } else { paths };
             let mut files = Vec::new();
             for p in &paths {
@@ -127,8 +135,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 if tfile.build_id() != dump.info.image_id.as_slice() {
                     return Err(format!("{}: table {} was built for another image", f.display(), tpath.display()));
                 }
-                let a = replay(&dump, tfile.table, Policy::Orcwalk);
-                let b = replay(&dump, tfile.table, Policy::Mainline);
+                let a = replay_with(&dump, tfile.table, Policy::Orcwalk, trust);
+                let b = replay_with(&dump, tfile.table, Policy::Mainline, trust);
                 orc.add(dump.info.truth_complete, a.judgement);
                 mainline.add(dump.info.truth_complete, b.judgement);
                 let out = if chosen == Policy::Orcwalk { &a } else { &b };
@@ -223,8 +231,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
             let mut rng = Rng::new(seed);
             let program = Program::new(&mut rng);
-            std::fs::write(out.join("program.orc"), program.table_file())
-                .map_err(|e| format!("{}: {e}", out.display()))?;
+            for (name, bytes) in orcwalk_sim::synth::tables(&program) {
+                std::fs::write(out.join(name), bytes).map_err(|e| format!("{}: {e}", out.display()))?;
+            }
             let mut corrupted = 0;
             for n in 0..count {
                 let s = sample(&program, &mut rng, "program.orc");
