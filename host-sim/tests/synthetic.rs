@@ -78,3 +78,27 @@ fn arbitrary_bytes_never_panic_the_dump_parser() {
     }
     QuickCheck::new().tests(2000).quickcheck(prop as fn(Vec<u8>, usize, (usize, u8)) -> bool);
 }
+
+#[test]
+fn foreign_truncated_and_noteless_files_are_named() {
+    use orcwalk_sim::dump::DumpError;
+    let mut rng = Rng::new(3);
+    let program = Program::new(&mut rng);
+    let good = sample(&program, &mut rng, "program.orc").dump.write();
+    assert!(matches!(Dump::parse(b"not an elf"), Err(DumpError::NotElf)));
+    let mut x86 = good.clone();
+    x86[18] = 62; // e_machine = EM_X86_64
+    assert!(matches!(Dump::parse(&x86), Err(DumpError::NotAarch64Core { e_machine: 62, .. })));
+    let mut exec = good.clone();
+    exec[16] = 2; // e_type = ET_EXEC
+    assert!(matches!(Dump::parse(&exec), Err(DumpError::NotAarch64Core { e_type: 2, .. })));
+    // Rename the ORCWALK note: a plain core without stack bounds or truth.
+    let at = good.windows(7).position(|w| w == b"ORCWALK").unwrap();
+    let mut plain = good.clone();
+    plain[at] = b'X';
+    let err = Dump::parse(&plain).unwrap_err();
+    assert!(matches!(err, DumpError::NoNote), "{err}");
+    for len in (0..good.len()).step_by(97) {
+        assert!(Dump::parse(&good[..len]).is_err(), "prefix of {len} bytes accepted");
+    }
+}

@@ -93,6 +93,22 @@ fn load(path: &Path) -> Result<Dump, String> {
     Dump::parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// A progress bar on stderr for long runs, only when stderr is a terminal.
+fn progress(done: usize, total: usize) {
+    use std::io::{IsTerminal, Write};
+    let mut err = std::io::stderr();
+    if total < 50 || !err.is_terminal() || (!done.is_multiple_of(10) && done != total) {
+        return;
+    }
+    let width = 40;
+    let filled = done * width / total;
+    let _ = write!(err, "\r[{}{}] {done}/{total}", "#".repeat(filled), " ".repeat(width - filled));
+    if done == total {
+        let _ = writeln!(err);
+    }
+    let _ = err.flush();
+}
+
 fn summary_line(name: &str, s: &Summary) -> String {
     let reasons: Vec<String> = s.unreliable.iter().map(|(r, n)| format!("{n} {r}")).collect();
     format!(
@@ -171,9 +187,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                         }
                     }
                 }
-                if !json && files.len() > 200 && (n + 1) % 500 == 0 {
-                    eprintln!("... {} of {} replayed", n + 1, files.len());
-                }
+                progress(n + 1, files.len());
             }
             if json {
                 println!(
