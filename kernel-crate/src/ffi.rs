@@ -146,24 +146,13 @@ impl ReturnRecovery for CRecovery {
     }
 }
 
-fn kind(k: u32) -> Option<StackKind> {
-    Some(match k {
-        0 => StackKind::Task,
-        1 => StackKind::Irq,
-        2 => StackKind::Overflow,
-        3 => StackKind::SdeiNormal,
-        4 => StackKind::SdeiCritical,
-        5 => StackKind::Efi,
-        _ => return None,
-    })
-}
 
 /// The caller's stack list, read in place (copying it would cost the walk's stack budget).
 struct CStacks<'a>(&'a [OrcwalkStack]);
 
 impl CStacks<'_> {
     fn all(&self) -> impl Iterator<Item = StackInfo> + '_ {
-        self.0.iter().filter_map(|s| Some(StackInfo { low: s.low, high: s.high, kind: kind(s.kind)? }))
+        self.0.iter().filter_map(|s| Some(StackInfo { low: s.low, high: s.high, kind: StackKind::from_code(s.kind)? }))
     }
 }
 
@@ -245,7 +234,7 @@ pub unsafe extern "C" fn orcwalk_stack_walk_reliable(
         }
         // SAFETY: the caller guarantees `nr_stacks` readable entries.
         let given = unsafe { core::slice::from_raw_parts(c.stacks, n) };
-        if given.iter().any(|s| kind(s.kind).is_none()) {
+        if given.iter().any(|s| StackKind::from_code(s.kind).is_none()) {
             break 'v bad;
         }
         let l = c.layout;

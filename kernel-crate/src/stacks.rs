@@ -13,6 +13,31 @@ pub enum StackKind {
 }
 
 impl StackKind {
+    /// The number used by the C ABI and the dump note: 0 task, 1 irq, 2 overflow, 3 SDEI normal,
+    /// 4 SDEI critical, 5 EFI.
+    pub const fn code(self) -> u32 {
+        match self {
+            StackKind::Task => 0,
+            StackKind::Irq => 1,
+            StackKind::Overflow => 2,
+            StackKind::SdeiNormal => 3,
+            StackKind::SdeiCritical => 4,
+            StackKind::Efi => 5,
+        }
+    }
+
+    pub const fn from_code(code: u32) -> Option<StackKind> {
+        Some(match code {
+            0 => StackKind::Task,
+            1 => StackKind::Irq,
+            2 => StackKind::Overflow,
+            3 => StackKind::SdeiNormal,
+            4 => StackKind::SdeiCritical,
+            5 => StackKind::Efi,
+            _ => return None,
+        })
+    }
+
     pub(crate) const fn bit(self) -> u8 {
         match self {
             StackKind::Task => 1,

@@ -53,29 +53,6 @@ pub struct SampleInfo {
     pub image_path: String,
 }
 
-fn kind_code(k: StackKind) -> u32 {
-    match k {
-        StackKind::Task => 0,
-        StackKind::Irq => 1,
-        StackKind::Overflow => 2,
-        StackKind::SdeiNormal => 3,
-        StackKind::SdeiCritical => 4,
-        StackKind::Efi => 5,
-    }
-}
-
-fn kind_of(c: u32) -> Option<StackKind> {
-    Some(match c {
-        0 => StackKind::Task,
-        1 => StackKind::Irq,
-        2 => StackKind::Overflow,
-        3 => StackKind::SdeiNormal,
-        4 => StackKind::SdeiCritical,
-        5 => StackKind::Efi,
-        _ => return None,
-    })
-}
-
 impl SampleInfo {
     pub fn encode(&self) -> Vec<u8> {
         let mut o = Vec::new();
@@ -105,7 +82,7 @@ impl SampleInfo {
         for s in &self.stacks {
             u64_(&mut o, s.low);
             u64_(&mut o, s.high);
-            u32_(&mut o, kind_code(s.kind));
+            u32_(&mut o, s.kind.code());
             u32_(&mut o, 0);
         }
         for &pc in &self.truth {
@@ -157,7 +134,7 @@ impl SampleInfo {
         let mut stacks = Vec::new();
         for _ in 0..counts[0] {
             let (low, high, kind, _) = (r.u64()?, r.u64()?, r.u32()?, r.u32()?);
-            stacks.push(StackInfo { low, high, kind: kind_of(kind).ok_or(DumpError::Note("unknown stack kind"))? });
+            stacks.push(StackInfo { low, high, kind: StackKind::from_code(kind).ok_or(DumpError::Note("unknown stack kind"))? });
         }
         let truth = (0..counts[1]).map(|_| r.u64()).collect::<Result<_, _>>()?;
         let recover = (0..counts[2]).map(|_| Ok((r.u64()?, r.u64()?))).collect::<Result<_, DumpError>>()?;
