@@ -146,7 +146,6 @@ impl ReturnRecovery for CRecovery {
     }
 }
 
-
 /// The caller's stack list, read in place (copying it would cost the walk's stack budget).
 struct CStacks<'a>(&'a [OrcwalkStack]);
 

@@ -513,6 +513,60 @@ mod properties {
         frames <= cfg.max_frames && mem.reads.get() <= 16 * (cfg.max_frames + 1)
     }
 
+    /// Arbitrary (valid-format) ORC over arbitrary memory: every register, offset, type and
+    /// signal bit drawn at random.
+    fn garbage_orc_never_panics(
+        rows: Vec<(u16, u8, u8, u8, u8, i16, i16, i16)>,
+        seed: u64,
+        pc: u16,
+        sp: u16,
+        opts: u8,
+    ) -> bool {
+        let regs = [Reg::Undefined, Reg::PrevSp, Reg::Sp, Reg::Fp];
+        let kinds = [Kind::Undefined, Kind::EndOfStack, Kind::Call, Kind::Regs, Kind::RegsPartial];
+        let mut r: Vec<(u64, OrcEntry)> = rows
+            .iter()
+            .map(|&(ip, k, a, b, c, so, fo, ro)| {
+                let e = OrcEntry::new(
+                    kinds[k as usize % 5],
+                    regs[a as usize % 4],
+                    so,
+                    regs[b as usize % 4],
+                    fo,
+                    regs[c as usize % 4],
+                    ro,
+                    k & 0x80 != 0,
+                );
+                (TEXT + u64::from(ip) * 4, e)
+            })
+            .collect();
+        r.sort_by_key(|e| e.0);
+        r.dedup_by_key(|e| e.0);
+        r.push((TEXT + 0x4_0000, OrcEntry::UNDEFINED));
+        let code = Code { table: table_from_rows(r), sync_only: None };
+        let mem = Garbage { seed, reads: Cell::new(0) };
+        let (pc, sp) = (TEXT + u64::from(pc) * 4, TASK_LOW + u64::from(sp) % 0x4000 / 8 * 8);
+        let start = if opts & 1 != 0 { Start::Regs { pc, sp, fp: sp, lr: pc } } else { Start::Call { pc, sp, fp: sp } };
+        let cfg = Config {
+            trust_fp_cfa: opts & 2 != 0,
+            orc_only_frames: opts & 4 != 0,
+            ..Config::kernel(KernelLayout::V6_13)
+        };
+        let mut frames = 0u32;
+        let _ = walk(start, &cfg, &mem, &StackList { stacks: &stacks() }, &code, &Graph::default(), |_| {
+            frames += 1;
+            true
+        });
+        frames <= cfg.max_frames && mem.reads.get() <= 16 * (cfg.max_frames + 1)
+    }
+
+    #[test]
+    fn arbitrary_orc_never_panics_and_reads_are_bounded() {
+        QuickCheck::new().tests(cases() / 4).quickcheck(
+            garbage_orc_never_panics as fn(Vec<(u16, u8, u8, u8, u8, i16, i16, i16)>, u64, u16, u16, u8) -> bool,
+        );
+    }
+
     #[test]
     fn arbitrary_memory_never_panics_and_reads_are_bounded() {
         QuickCheck::new()

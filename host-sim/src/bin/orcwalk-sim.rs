@@ -34,8 +34,11 @@ enum Cmd {
     Replay {
         paths: Vec<PathBuf>,
         /// ORC table file to use instead of the one each dump names.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "elf")]
         table: Option<PathBuf>,
+        /// Build the ORC table from this aarch64 ELF's CFI instead, and symbolize frames with it.
+        #[arg(long)]
+        elf: Option<PathBuf>,
         #[arg(long, value_enum, default_value = "orcwalk")]
         policy: PolicyArg,
         /// One JSON object per dump, then the summary.
@@ -125,7 +128,7 @@ fn summary_line(name: &str, s: &Summary) -> String {
 
 fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.cmd {
-        Cmd::Replay { paths, table, policy, json, verbose, trust_fp_cfa, orc_only_frames } => {
+        Cmd::Replay { paths, table, elf, policy, json, verbose, trust_fp_cfa, orc_only_frames } => {
             let trust = Trust { fp_cfa: trust_fp_cfa, orc_only_frames };
             let paths = if paths.is_empty() { vec![default_corpus()] } else { paths };
             let mut files = Vec::new();
@@ -137,11 +140,30 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             }
             let chosen = if policy == PolicyArg::Mainline { Policy::Mainline } else { Policy::Orcwalk };
             let mut tables: HashMap<PathBuf, Vec<u8>> = HashMap::new();
+            // With --elf: one table generated from the ELF's CFI, and its symbols for frames.
+            let elf_bytes = match &elf {
+                Some(e) => Some(std::fs::read(e).map_err(|err| format!("{}: {err}", e.display()))?),
+                None => None,
+            };
+            let image = match (&elf, &elf_bytes) {
+                (Some(e), Some(b)) => Some(
+                    orc_format::generate::ElfImage::parse(b.as_slice())
+                        .map_err(|err| format!("{}: {err}", e.display()))?,
+                ),
+                _ => None,
+            };
+            if let (Some(e), Some(img)) = (&elf, &image) {
+                let g = orc_format::generate::generate(img).map_err(|err| format!("{}: {err}", e.display()))?;
+                tables.insert(e.clone(), g.to_file_bytes().map_err(|err| format!("{}: {err}", e.display()))?);
+            }
+            let symbolize = |pc: u64| image.as_ref().map_or(String::new(), |i| format!(" {}", i.symbolize(pc)));
             let (mut orc, mut mainline) = (Summary::default(), Summary::default());
             for (n, f) in files.iter().enumerate() {
                 let dump = load(f)?;
-                let tpath =
-                    table.clone().unwrap_or_else(|| f.parent().unwrap_or(Path::new(".")).join(&dump.info.image_path));
+                let tpath = elf
+                    .clone()
+                    .or_else(|| table.clone())
+                    .unwrap_or_else(|| f.parent().unwrap_or(Path::new(".")).join(&dump.info.image_path));
                 if !tables.contains_key(&tpath) {
                     let bytes = std::fs::read(&tpath)
                         .map_err(|e| format!("{}: table {}: {e}", f.display(), tpath.display()))?;
@@ -183,7 +205,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                             let t = dump.info.truth.get(i).map_or("(no truth)".into(), |t| {
                                 if t == pc { "=".into() } else { format!("truth {t:#x}") }
                             });
-                            println!("    #{i:<2} {pc:#018x} {kind:?} {t}");
+                            println!("    #{i:<2} {pc:#018x}{} {kind:?} {t}", symbolize(*pc));
                         }
                     }
                 }

@@ -134,7 +134,11 @@ impl SampleInfo {
         let mut stacks = Vec::new();
         for _ in 0..counts[0] {
             let (low, high, kind, _) = (r.u64()?, r.u64()?, r.u32()?, r.u32()?);
-            stacks.push(StackInfo { low, high, kind: StackKind::from_code(kind).ok_or(DumpError::Note("unknown stack kind"))? });
+            stacks.push(StackInfo {
+                low,
+                high,
+                kind: StackKind::from_code(kind).ok_or(DumpError::Note("unknown stack kind"))?,
+            });
         }
         let truth = (0..counts[1]).map(|_| r.u64()).collect::<Result<_, _>>()?;
         let recover = (0..counts[2]).map(|_| Ok((r.u64()?, r.u64()?))).collect::<Result<_, DumpError>>()?;
