@@ -513,15 +513,12 @@ mod properties {
         frames <= cfg.max_frames && mem.reads.get() <= 16 * (cfg.max_frames + 1)
     }
 
+    /// One random row: ip slot, type, sp/fp/ra registers, sp/fp/ra offsets.
+    type RandomRow = (u16, u8, u8, u8, u8, i16, i16, i16);
+
     /// Arbitrary (valid-format) ORC over arbitrary memory: every register, offset, type and
     /// signal bit drawn at random.
-    fn garbage_orc_never_panics(
-        rows: Vec<(u16, u8, u8, u8, u8, i16, i16, i16)>,
-        seed: u64,
-        pc: u16,
-        sp: u16,
-        opts: u8,
-    ) -> bool {
+    fn garbage_orc_never_panics(rows: Vec<RandomRow>, seed: u64, pc: u16, sp: u16, opts: u8) -> bool {
         let regs = [Reg::Undefined, Reg::PrevSp, Reg::Sp, Reg::Fp];
         let kinds = [Kind::Undefined, Kind::EndOfStack, Kind::Call, Kind::Regs, Kind::RegsPartial];
         let mut r: Vec<(u64, OrcEntry)> = rows
@@ -562,9 +559,9 @@ mod properties {
 
     #[test]
     fn arbitrary_orc_never_panics_and_reads_are_bounded() {
-        QuickCheck::new().tests(cases() / 4).quickcheck(
-            garbage_orc_never_panics as fn(Vec<(u16, u8, u8, u8, u8, i16, i16, i16)>, u64, u16, u16, u8) -> bool,
-        );
+        QuickCheck::new()
+            .tests(cases() / 4)
+            .quickcheck(garbage_orc_never_panics as fn(Vec<RandomRow>, u64, u16, u16, u8) -> bool);
     }
 
     #[test]
