@@ -197,7 +197,8 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
     }
 
     /// Reads the 16-byte record at `fp`. A {0, 0} record is a meta record (or the final record
-    /// before v6.13) and is resolved here; `None` means an ordinary record follows.
+    /// before v6.13) and is resolved here, as is the synthetic {x29, ELR} record that entry code
+    /// writes before v6.13; `None` means an ordinary record follows.
     fn meta(&mut self, cur: &Cursor) -> Result<Option<Step>, Reason> {
         // Only a record some function's x29 points at can be a meta record: after an exception
         // the interrupted function's own record may not exist yet, and ORC decides instead.
@@ -205,47 +206,39 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
             return Ok(None);
         }
         let layout = self.cfg.layout;
-        let (fp, lr) = (self.peek(cur.fp)?, self.peek(cur.fp.checked_add(8).ok_or(Reason::OffStack)?)?);
-        let final_at = self.bounds.stacks.task_stack().and_then(|t| layout.final_record(t.high));
+        let lr_slot = cur.fp.checked_add(8).ok_or(Reason::OffStack)?;
+        let zero = self.bounds.read(self.mem, cur.fp)? == 0 && self.bounds.read(self.mem, lr_slot)? == 0;
+        // Before v6.13 the entry code writes a synthetic {x29, ELR} record into pt_regs; a
+        // return address into entry text says this record is one.
+        let synthetic = !zero && !layout.meta_records && self.code.is_entry_text(cur.pc);
+        if !zero && !synthetic {
+            return Ok(None);
+        }
         // Entry code calls the first C function with sp at the base of the pt_regs it just
         // pushed (`mov x0, sp; bl handler`, ret_from_fork, init_cpu_task), so that function's
         // CFA is exactly the pt_regs holding this record. Without it, a corrupted saved fp aimed
         // at the final record would end the walk cleanly with a whole context missing.
         // (Mainline's rule has no CFA to check; the mainline policy keeps its behaviour.)
-        let is_entry_record = |sp: u64| cur.fp.checked_sub(layout.stackframe) == Some(sp);
-        let orcwalk = self.cfg.policy == Policy::Orcwalk;
-        if orcwalk
-            && (fp == 0 && lr == 0 || !layout.meta_records && self.code.is_entry_text(cur.pc))
-            && !is_entry_record(cur.sp)
-        {
+        if self.cfg.policy == Policy::Orcwalk && cur.fp.checked_sub(layout.stackframe) != Some(cur.sp) {
             return Err(Reason::BadMetaRecord);
         }
-        if fp == 0 && lr == 0 {
-            let kind = if layout.meta_records {
-                self.bounds.admit(cur.fp, 24, true)?;
-                let at = cur.fp.checked_add(16).ok_or(Reason::OffStack)?;
-                self.bounds.read(self.mem, at)?
-            } else {
-                self.bounds.admit(cur.fp, 16, true)?;
-                META_FINAL
-            };
-            return match kind {
-                META_FINAL if final_at == Some(cur.fp) => Ok(Some(Step::End)),
-                META_PT_REGS if layout.meta_records => self.exception(cur).map(Some),
-                _ => Err(Reason::BadMetaRecord),
-            };
-        }
-        // Before v6.13 the entry code writes a synthetic {x29, ELR} record into pt_regs; a
-        // return address into entry text says this record is one.
-        if !layout.meta_records && self.code.is_entry_text(cur.pc) {
+        if synthetic {
             return self.exception(cur).map(Some);
         }
-        Ok(None)
-    }
-
-    fn peek(&mut self, addr: u64) -> Result<u64, Reason> {
-        self.bounds.admit(addr, 8, false)?;
-        self.mem.read_u64(addr).ok_or(Reason::ReadFault)
+        let kind = if layout.meta_records {
+            self.bounds.admit(cur.fp, 24, true)?;
+            let at = cur.fp.checked_add(16).ok_or(Reason::OffStack)?;
+            self.bounds.read(self.mem, at)?
+        } else {
+            self.bounds.admit(cur.fp, 16, true)?;
+            META_FINAL
+        };
+        let final_at = self.bounds.stacks.task_stack().and_then(|t| layout.final_record(t.high));
+        match kind {
+            META_FINAL if final_at == Some(cur.fp) => Ok(Some(Step::End)),
+            META_PT_REGS if layout.meta_records => self.exception(cur).map(Some),
+            _ => Err(Reason::BadMetaRecord),
+        }
     }
 
     /// Crosses the exception boundary whose `pt_regs.stackframe` is at `cur.fp`.
