@@ -5,17 +5,9 @@ use std::collections::BTreeMap;
 use orc_format::OrcTable;
 use orcwalk::code::TableCode;
 use orcwalk::recovery::{ReturnRecovery, Trampoline};
-use orcwalk::{Config, EndRule, Frame, FrameKind, Memory, Policy, Reason, StackList, Start, Verdict, walk};
+use orcwalk::{Config, EndRule, Frame, FrameKind, Policy, Reason, StackList, Start, Verdict, walk};
 
 use crate::dump::Dump;
-
-struct DumpMemory<'a>(&'a Dump);
-
-impl Memory for DumpMemory<'_> {
-    fn read_u64(&self, addr: u64) -> Option<u64> {
-        self.0.read_u64(addr)
-    }
-}
 
 /// Trampoline recovery from the dump's note (fp -> original return address).
 struct NoteRecovery<'a> {
@@ -90,18 +82,11 @@ pub fn replay_with(dump: &Dump, table: OrcTable<'_>, policy: Policy, trust: Trus
         Start::Call { pc: i.pc, sp: i.sp, fp: i.fp }
     };
     let mut frames = Vec::new();
-    let verdict = walk(
-        start,
-        &cfg,
-        &DumpMemory(dump),
-        &StackList { stacks: &i.stacks },
-        &code,
-        &NoteRecovery { dump },
-        |f: &Frame| {
+    let verdict =
+        walk(start, &cfg, dump, &StackList { stacks: &i.stacks }, &code, &NoteRecovery { dump }, |f: &Frame| {
             frames.push((f.pc, f.kind));
             true
-        },
-    );
+        });
     let pcs: Vec<u64> = frames.iter().map(|f| f.0).collect();
     let judgement = match verdict {
         Verdict::Unreliable { reason, .. } => Judgement::Unreliable(reason),

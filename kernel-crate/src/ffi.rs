@@ -52,6 +52,38 @@ pub struct OrcwalkLayout {
     pub va_bits: u32,
 }
 
+impl From<OrcwalkLayout> for KernelLayout {
+    fn from(l: OrcwalkLayout) -> KernelLayout {
+        KernelLayout {
+            pt_regs_size: l.pt_regs_size,
+            x29: l.x29,
+            x30: l.x30,
+            sp: l.sp,
+            pc: l.pc,
+            pstate: l.pstate,
+            stackframe: l.stackframe,
+            meta_records: l.meta_records != 0,
+            va_bits: l.va_bits,
+        }
+    }
+}
+
+impl From<KernelLayout> for OrcwalkLayout {
+    fn from(l: KernelLayout) -> OrcwalkLayout {
+        OrcwalkLayout {
+            pt_regs_size: l.pt_regs_size,
+            x29: l.x29,
+            x30: l.x30,
+            sp: l.sp,
+            pc: l.pc,
+            pstate: l.pstate,
+            stackframe: l.stackframe,
+            meta_records: u32::from(l.meta_records),
+            va_bits: l.va_bits,
+        }
+    }
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct OrcwalkStack {
@@ -236,18 +268,7 @@ pub unsafe extern "C" fn orcwalk_stack_walk_reliable(
         if given.iter().any(|s| StackKind::from_code(s.kind).is_none()) {
             break 'v bad;
         }
-        let l = c.layout;
-        let layout = KernelLayout {
-            pt_regs_size: l.pt_regs_size,
-            x29: l.x29,
-            x30: l.x30,
-            sp: l.sp,
-            pc: l.pc,
-            pstate: l.pstate,
-            stackframe: l.stackframe,
-            meta_records: l.meta_records != 0,
-            va_bits: l.va_bits,
-        };
+        let layout = KernelLayout::from(c.layout);
         let cfg = Config {
             policy: if c.mainline != 0 { Policy::Mainline } else { Policy::Orcwalk },
             end: EndRule::FinalRecord,

@@ -85,17 +85,7 @@ fn context(s: &Sections, mem: &BTreeMap<u64, u64>, stack: &OrcwalkStack, pc: u64
     let l = KernelLayout::V6_13;
     OrcwalkContext {
         table: s.table(),
-        layout: OrcwalkLayout {
-            pt_regs_size: l.pt_regs_size,
-            x29: l.x29,
-            x30: l.x30,
-            sp: l.sp,
-            pc: l.pc,
-            pstate: l.pstate,
-            stackframe: l.stackframe,
-            meta_records: 1,
-            va_bits: 48,
-        },
+        layout: l.into(),
         text_start: s.text,
         text_end: s.text + 0x10000,
         entry_start: s.text + 0x8000,

@@ -154,3 +154,10 @@ impl Dump {
         })
     }
 }
+
+/// Dumped memory is what the unwinder reads when a dump is replayed.
+impl orcwalk::Memory for Dump {
+    fn read_u64(&self, addr: u64) -> Option<u64> {
+        Dump::read_u64(self, addr)
+    }
+}
