@@ -2,6 +2,8 @@
 //! `orcwalk` unwinder against their ground truth, a seeded synthetic stack generator, and the
 //! report that counts false-reliable verdicts (which must be zero).
 
+pub mod capture;
 pub mod dump;
 pub mod replay;
 pub mod synth;
+pub mod truth;

@@ -10,9 +10,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use orc_format::TableFile;
 use orcwalk::Policy;
+use orcwalk_sim::capture::{Plan, capture};
 use orcwalk_sim::dump::Dump;
 use orcwalk_sim::replay::{Judgement, Summary, Trust, replay_with};
 use orcwalk_sim::synth::{Program, Rng, sample};
+use orcwalk_sim::truth::Image;
 
 #[derive(Parser)]
 #[command(version, about = "orcwalk's simulator: replay recorded arm64 stacks against their ground truth")]
@@ -57,6 +59,28 @@ enum Cmd {
     },
     /// Print a dump's registers, regions, stacks and truth.
     Show { dump: PathBuf },
+    /// Run an aarch64 program under qemu-aarch64's gdbstub and write COUNT dumps of its stack at
+    /// pseudo-random stops, each with the ground truth of a DWARF CFI unwind, plus program.orc
+    /// built from the program's CFI.
+    Capture {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 100)]
+        count: u32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Single steps from the first instruction to the start-up stop of each run: 0..N.
+        #[arg(long, default_value_t = 20000)]
+        max_steps: u64,
+        #[arg(long, default_value = "qemu-aarch64")]
+        qemu: String,
+        /// Sample at stops for this signal (the program's timer; 26 = SIGVTALRM); others are
+        /// delivered without a sample.
+        #[arg(long, default_value_t = 26)]
+        signal: u8,
+        program: PathBuf,
+        args: Vec<String>,
+    },
     /// Write a seeded synthetic corpus: program.orc (with its gap and stale variants) and COUNT dumps.
     Gen {
         #[arg(long, default_value_t = 1)]
@@ -261,6 +285,36 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             }
             for (fp, ra) in &i.recover {
                 println!("trampoline recovery: fp {fp:#x} -> {ra:#x}");
+            }
+        }
+        Cmd::Capture { out, count, seed, max_steps, qemu, signal, program, args } => {
+            let bytes = std::fs::read(&program).map_err(|e| format!("{}: {e}", program.display()))?;
+            let image = Image::parse(&bytes).map_err(|e| format!("{}: {e}", program.display()))?;
+            let orc = orc_format::generate::ElfImage::parse(bytes.as_slice())
+                .and_then(|i| orc_format::generate::generate(&i))
+                .map_err(|e| format!("{}: {e}", program.display()))?;
+            std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+            let table = orc.to_file_bytes().map_err(|e| format!("{}: {e}", program.display()))?;
+            std::fs::write(out.join("program.orc"), table).map_err(|e| format!("{}: {e}", out.display()))?;
+            let plan =
+                Plan { qemu, program, args, samples: count, seed, max_steps, signal, table_path: "program.orc".into() };
+            let mut n = 0u32;
+            let stats = capture(&plan, &image, |dump| {
+                let path = out.join(format!("{n:05}.core"));
+                n += 1;
+                progress(n as usize, count as usize);
+                std::fs::write(&path, dump.write())
+            })
+            .map_err(|e| format!("{}: {e}", plan.program.display()))?;
+            println!(
+                "{}: {} dumps from {} runs, truth complete in {}",
+                out.display(),
+                stats.samples,
+                stats.runs,
+                stats.complete
+            );
+            for (why, n) in &stats.doubts {
+                println!("    truth incomplete ({n}): {why}");
             }
         }
         Cmd::Gen { seed, count, out } => {

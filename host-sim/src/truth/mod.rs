@@ -1,0 +1,209 @@
+//! Ground truth for captured user stacks: a DWARF CFI unwinder written for the harness.
+//!
+//! It shares no code with orc-format's generator: it asks gimli for the row at each pc (the way
+//! debuggers do) instead of compiling tables, tracks sp, x29 and x30 through the full register
+//! rules, and doubts itself wherever CFI can be wrong. A truth is *complete* only when it
+//! reaches a frame whose return address rule is "undefined" (glibc's `_start`) with every step
+//! checked; otherwise it says where and why it stopped, and replay leaves the sample out of
+//! coverage. The checks:
+//! - the innermost row must not be stale: no instruction between the row's start and the pc
+//!   may have changed the CFA register or a register the row says is still live (clang before
+//!   16 emits no CFI for epilogues, and hand-written CFI can lag; see [`insn`]);
+//! - every return address is text and follows a `bl`/`blr`;
+//! - every CFA lies above the sp of the frame below it, inside the dumped stack.
+
+pub mod insn;
+
+use gimli::{
+    AArch64, BaseAddresses, CfaRule, DebugFrame, EhFrame, EndianSlice, LittleEndian, Register, RegisterRule,
+    UnwindContext, UnwindSection, UnwindTableRow,
+};
+use object::{Object, ObjectSection, SectionKind};
+use orcwalk::Memory;
+
+type Slice<'a> = EndianSlice<'a, LittleEndian>;
+
+/// The result of unwinding one sample.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Truth {
+    /// The interrupted pc, then every return address, outermost last.
+    pub pcs: Vec<u64>,
+    pub complete: bool,
+    /// Why the truth stopped early (`None` when complete).
+    pub doubt: Option<&'static str>,
+}
+
+/// The parts of an aarch64 ELF the truth needs, borrowed from its bytes.
+pub struct Image<'a> {
+    eh_frame: Option<(EhFrame<Slice<'a>>, BaseAddresses)>,
+    debug_frame: Option<DebugFrame<Slice<'a>>>,
+    code: Vec<(u64, &'a [u8])>,
+    pub build_id: Vec<u8>,
+    /// Lowest and highest executable address.
+    pub text: (u64, u64),
+}
+
+impl std::fmt::Debug for Image<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Image").field("text", &self.text).field("build_id", &self.build_id).finish()
+    }
+}
+
+impl<'a> Image<'a> {
+    pub fn parse(data: &'a [u8]) -> Result<Image<'a>, String> {
+        let file = object::File::parse(data).map_err(|e| e.to_string())?;
+        if file.architecture() != object::Architecture::Aarch64 || !file.is_little_endian() {
+            return Err("not a little-endian aarch64 ELF".into());
+        }
+        let mut bases = BaseAddresses::default();
+        let (mut eh, mut df, mut code) = (None, None, Vec::new());
+        for s in file.sections() {
+            let name = s.name().unwrap_or("");
+            let bytes = || s.data().map_err(|e| format!("{name}: {e}"));
+            match name {
+                ".eh_frame" => eh = Some((bytes()?, s.address())),
+                ".debug_frame" => df = Some(DebugFrame::new(bytes()?, LittleEndian)),
+                ".eh_frame_hdr" => bases = bases.set_eh_frame_hdr(s.address()),
+                ".got" => bases = bases.set_got(s.address()),
+                ".text" => bases = bases.set_text(s.address()),
+                _ => {}
+            }
+            if s.kind() == SectionKind::Text && s.size() > 0 {
+                code.push((s.address(), bytes()?));
+            }
+        }
+        if code.is_empty() {
+            return Err("no executable sections".into());
+        }
+        let text = (
+            code.iter().map(|c| c.0).min().unwrap_or(0),
+            code.iter().map(|c| c.0 + c.1.len() as u64).max().unwrap_or(0),
+        );
+        let eh_frame = eh.map(|(d, addr)| {
+            let mut f = EhFrame::new(d, LittleEndian);
+            f.set_address_size(8);
+            (f, bases.clone().set_eh_frame(addr))
+        });
+        let build_id = file.build_id().ok().flatten().map(<[u8]>::to_vec).unwrap_or_default();
+        Ok(Image { eh_frame, debug_frame: df, code, build_id, text })
+    }
+
+    fn is_text(&self, pc: u64) -> bool {
+        self.code.iter().any(|(a, d)| *a <= pc && pc < a + d.len() as u64)
+    }
+
+    /// The instruction word at `pc`.
+    pub fn insn(&self, pc: u64) -> Option<u32> {
+        let (a, d) = self.code.iter().find(|(a, d)| *a <= pc && pc < a + d.len() as u64)?;
+        let at = usize::try_from(pc - a).ok()?;
+        Some(u32::from_le_bytes(d.get(at..at + 4)?.try_into().ok()?))
+    }
+
+    /// The CFI row covering `pc`: .eh_frame first, then .debug_frame.
+    fn row(&self, ctx: &mut UnwindContext<usize>, pc: u64) -> Option<UnwindTableRow<usize>> {
+        if let Some((eh, bases)) = &self.eh_frame
+            && let Ok(r) = eh.unwind_info_for_address(bases, ctx, pc, EhFrame::cie_from_offset)
+        {
+            return Some(r.clone());
+        }
+        let df = self.debug_frame.as_ref()?;
+        df.unwind_info_for_address(&BaseAddresses::default(), ctx, pc, DebugFrame::cie_from_offset).ok().cloned()
+    }
+
+    /// Unwinds from registers (x0..x30, sp, pc as in `user_pt_regs`) over `mem`.
+    pub fn unwind(&self, regs: &[u64; 34], mem: &impl Memory) -> Truth {
+        let mut t = Truth { pcs: vec![regs[32]], complete: false, doubt: None };
+        match self.walk(regs, mem, &mut t.pcs) {
+            Ok(()) => t.complete = true,
+            Err(why) => t.doubt = Some(why),
+        }
+        t
+    }
+
+    fn walk(&self, regs: &[u64; 34], mem: &impl Memory, pcs: &mut Vec<u64>) -> Result<(), &'static str> {
+        let mut ctx = UnwindContext::new();
+        let (mut pc, mut sp, mut fp, mut lr) = (regs[32], regs[31], Some(regs[29]), Some(regs[30]));
+        let mut innermost = true;
+        loop {
+            if pcs.len() > 512 {
+                return Err("deeper than 512 frames");
+            }
+            if !self.is_text(pc) {
+                return Err("pc outside the program's text (vdso, signal trampoline, library)");
+            }
+            let at = if innermost { pc } else { pc - 4 };
+            let row = self.row(&mut ctx, at).ok_or("no CFI covers the pc")?;
+            let rule = |r: Register| row.register(r).unwrap_or(RegisterRule::SameValue);
+            let (cfa_reg, cfa_off) = match *row.cfa() {
+                CfaRule::RegisterAndOffset { register, offset } => (register, offset),
+                CfaRule::Expression(_) => return Err("CFA is a DWARF expression"),
+            };
+            if rule(AArch64::X30) == RegisterRule::Undefined {
+                return Ok(()); // the outermost frame: nothing called it
+            }
+            if innermost {
+                let mut live = match cfa_reg {
+                    AArch64::SP => insn::SP,
+                    AArch64::X29 => insn::X29,
+                    _ => return Err("CFA on a register other than sp or x29"),
+                };
+                if rule(AArch64::X29) == RegisterRule::SameValue {
+                    live |= insn::X29;
+                }
+                if rule(AArch64::X30) == RegisterRule::SameValue {
+                    live |= insn::X30;
+                }
+                let mut a = row.start_address();
+                while a < pc {
+                    let i = self.insn(a).ok_or("row starts outside text")?;
+                    if insn::writes(i) & live != 0 {
+                        return Err(
+                            "CFI row is stale at the pc (an instruction since its start changed sp, x29 or x30)",
+                        );
+                    }
+                    a += 4;
+                }
+            }
+            let base = match cfa_reg {
+                AArch64::SP => Some(sp),
+                AArch64::X29 => fp,
+                _ => None,
+            }
+            .ok_or("CFA register unknown in this frame")?;
+            let cfa = base.checked_add_signed(cfa_off).ok_or("CFA overflows")?;
+            if cfa < sp || (cfa == sp && !innermost) {
+                return Err("CFA not above the frame's sp");
+            }
+            let value = |r: Register, current: Option<u64>| -> Result<Option<u64>, &'static str> {
+                Ok(match rule(r) {
+                    RegisterRule::Undefined => None,
+                    RegisterRule::SameValue => current,
+                    RegisterRule::Offset(o) => {
+                        let a = cfa.checked_add_signed(o).ok_or("slot overflows")?;
+                        Some(mem.read_u64(a).ok_or("saved register outside the dumped stack")?)
+                    }
+                    RegisterRule::ValOffset(o) => cfa.checked_add_signed(o),
+                    RegisterRule::Register(AArch64::X29) => fp,
+                    RegisterRule::Register(AArch64::X30) => lr,
+                    _ => return Err("register rule not modelled (expression, other register)"),
+                })
+            };
+            if !innermost && rule(AArch64::X30) == RegisterRule::SameValue {
+                return Err("return address in x30 at a call site");
+            }
+            let ra = value(AArch64::X30, lr)?.ok_or("return address unknown")?;
+            let next_fp = value(AArch64::X29, fp)?;
+            if !self.is_text(ra) {
+                return Err("return address outside the program's text (vdso, signal trampoline, library)");
+            }
+            let call = self.insn(ra - 4).ok_or("return address at the start of text")?;
+            let is_call = call >> 26 == 0b100101 || (call >> 25 == 0b1101011 && (call >> 21) & 7 == 0b001);
+            if !is_call {
+                return Err("return address does not follow a bl/blr");
+            }
+            pcs.push(ra);
+            (pc, sp, fp, lr) = (ra, cfa, next_fp, None);
+            innermost = false;
+        }
+    }
+}
