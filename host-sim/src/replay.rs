@@ -125,3 +125,44 @@ impl Summary {
         if self.truth_complete == 0 { 0.0 } else { self.correct as f64 / self.truth_complete as f64 }
     }
 }
+
+/// What an unvalidated frame-pointer unwinder (perf's `--call-graph fp`) reports for a user
+/// sample: the pc, then the return address of every record on the x29 chain until a zero fp.
+/// `None` when the chain leaves the dumped stack or loops. The baseline orcwalk's checks are
+/// measured against: how often the plain chain would have been wrong.
+pub fn fp_chain(dump: &Dump) -> Option<Vec<u64>> {
+    let mut pcs = vec![dump.info.pc];
+    let mut fp = dump.info.fp;
+    let mut floor = dump.info.sp;
+    while fp != 0 {
+        if pcs.len() > 100 || fp < floor || !fp.is_multiple_of(8) {
+            return None;
+        }
+        let next = dump.read_u64(fp)?;
+        pcs.push(dump.read_u64(fp.checked_add(8)?)?);
+        floor = fp.checked_add(16)?;
+        fp = next;
+    }
+    Some(pcs)
+}
+
+/// Counts of the plain frame-pointer chain against the truth (complete truths only).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ChainSummary {
+    pub correct: u64,
+    pub wrong: u64,
+    pub failed: u64,
+}
+
+impl ChainSummary {
+    pub fn add(&mut self, dump: &Dump) {
+        if !dump.info.truth_complete {
+            return;
+        }
+        match fp_chain(dump) {
+            Some(pcs) if pcs == dump.info.truth => self.correct += 1,
+            Some(_) => self.wrong += 1,
+            None => self.failed += 1,
+        }
+    }
+}

@@ -3,7 +3,7 @@
 //! Exit status: 0 success, 1 a false-reliable verdict (the bug that must never ship), 2 unusable
 //! input.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -12,7 +12,7 @@ use orc_format::TableFile;
 use orcwalk::Policy;
 use orcwalk_sim::capture::{Plan, capture};
 use orcwalk_sim::dump::Dump;
-use orcwalk_sim::replay::{Judgement, Summary, Trust, replay_with};
+use orcwalk_sim::replay::{ChainSummary, Judgement, Summary, Trust, replay_with};
 use orcwalk_sim::synth::{Program, Rng, sample};
 use orcwalk_sim::truth::Image;
 
@@ -150,6 +150,16 @@ fn summary_line(name: &str, s: &Summary) -> String {
     )
 }
 
+/// The plain frame-pointer chain on user samples, for comparison (nothing to print otherwise).
+fn chain_line(c: &ChainSummary) {
+    if c.correct + c.wrong + c.failed > 0 {
+        println!(
+            "fp-chain: {} right, {} WRONG, {} broken (plain x29 chain, no checks, on the same samples with complete truth)",
+            c.correct, c.wrong, c.failed
+        );
+    }
+}
+
 fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.cmd {
         Cmd::Replay { paths, table, elf, policy, json, verbose, trust_fp_cfa, orc_only_frames } => {
@@ -182,6 +192,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             }
             let symbolize = |pc: u64| image.as_ref().map_or(String::new(), |i| format!(" {}", i.symbolize(pc)));
             let (mut orc, mut mainline) = (Summary::default(), Summary::default());
+            // Per directory (one program or table each), printed when there is more than one.
+            let mut groups: BTreeMap<PathBuf, (Summary, Summary, ChainSummary)> = BTreeMap::new();
+            let mut chain = ChainSummary::default();
             for (n, f) in files.iter().enumerate() {
                 let dump = load(f)?;
                 let tpath = elf
@@ -201,6 +214,13 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 let b = replay_with(&dump, tfile.table, Policy::Mainline, trust);
                 orc.add(dump.info.truth_complete, a.judgement);
                 mainline.add(dump.info.truth_complete, b.judgement);
+                let g = groups.entry(f.parent().unwrap_or(Path::new(".")).to_path_buf()).or_default();
+                g.0.add(dump.info.truth_complete, a.judgement);
+                g.1.add(dump.info.truth_complete, b.judgement);
+                if !dump.info.kernel {
+                    g.2.add(&dump);
+                    chain.add(&dump);
+                }
                 let out = if chosen == Policy::Orcwalk { &a } else { &b };
                 let verdict = match out.judgement {
                     Judgement::Correct => "reliable, matches truth".to_string(),
@@ -241,7 +261,20 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     orc.samples, orc.correct, orc.false_reliable, mainline.correct, mainline.false_reliable
                 );
             } else {
+                if groups.len() > 1 {
+                    for (dir, (a, b, c)) in &groups {
+                        println!(
+                            "\n{}:\n{}\n{}",
+                            dir.display(),
+                            summary_line("orcwalk", a),
+                            summary_line("mainline", b)
+                        );
+                        chain_line(c);
+                    }
+                    println!("\nall:");
+                }
                 println!("\n{}\n{}", summary_line("orcwalk", &orc), summary_line("mainline", &mainline));
+                chain_line(&chain);
             }
             let bad = if chosen == Policy::Orcwalk { orc.false_reliable } else { mainline.false_reliable };
             if bad > 0 {

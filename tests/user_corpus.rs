@@ -1,0 +1,175 @@
+//! The shipped corpus of real user stacks (`tests/corpus/user/<build>`, captured by
+//! scripts/capture-user-corpus from tests/fixtures/user): per build, zero false-reliable
+//! verdicts under either policy, coverage held above the measured floor, a truth complete often
+//! enough to mean something, and the truth itself agreeing with gdb-multiarch's `bt`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use orc_format::TableFile;
+use orcwalk::Policy;
+use orcwalk_sim::dump::Dump;
+use orcwalk_sim::replay::{ChainSummary, Summary, replay};
+
+/// Measured on the shipped corpus with the sound defaults (README, "Real user stacks"):
+/// gcc -O0 96.5 %, gcc -O2 97.8 %, clang -O2 0.9 % (clang keeps its CFA on x29: FpBasedCfa).
+const BUILDS: [(&str, f64); 3] = [("gcc-O0", 0.93), ("gcc-O2", 0.95), ("clang-O2", 0.005)];
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn load(build: &str) -> Vec<(PathBuf, Dump)> {
+    let dir = root().join("tests/corpus/user").join(build);
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "core"))
+        .collect();
+    paths.sort();
+    paths.into_iter().map(|p| (p.clone(), Dump::parse(&std::fs::read(&p).unwrap()).unwrap())).collect()
+}
+
+fn elf(build: &str) -> PathBuf {
+    root().join("tests/fixtures/user").join(format!("workload-{build}"))
+}
+
+#[test]
+fn user_corpus_has_no_false_reliable_and_keeps_its_coverage() {
+    let mut total = 0;
+    for (build, floor) in BUILDS {
+        let dumps = load(build);
+        let table_bytes = std::fs::read(root().join("tests/corpus/user").join(build).join("program.orc")).unwrap();
+        let table = TableFile::parse(&table_bytes).unwrap();
+        let elf_bytes = std::fs::read(elf(build)).unwrap();
+        let image = orcwalk_sim::truth::Image::parse(&elf_bytes).unwrap();
+        assert_eq!(table.build_id(), image.build_id.as_slice(), "{build}: program.orc is not the shipped binary's");
+        let (mut orc, mut mainline, mut chain) = (Summary::default(), Summary::default(), ChainSummary::default());
+        for (path, dump) in &dumps {
+            assert_eq!(dump.info.image_id, image.build_id, "{}: captured from another binary", path.display());
+            let a = replay(dump, table.table, Policy::Orcwalk);
+            orc.add(dump.info.truth_complete, a.judgement);
+            mainline.add(dump.info.truth_complete, replay(dump, table.table, Policy::Mainline).judgement);
+            chain.add(dump);
+        }
+        println!("{build}: orcwalk {orc:?}\n{build}: mainline {mainline:?}\n{build}: fp-chain {chain:?}");
+        total += dumps.len();
+        assert_eq!(orc.false_reliable, 0, "{build}: false-reliable verdicts");
+        assert_eq!(mainline.false_reliable, 0, "{build}: false-reliable verdicts under the mainline policy");
+        assert!(orc.coverage() >= floor, "{build}: coverage {:.4} below the floor {floor}", orc.coverage());
+        // The truth must cover most samples, or coverage measures little.
+        assert!(orc.truth_complete * 4 >= orc.samples * 3, "{build}: truth complete in only {}", orc.truth_complete);
+        // The awkward moments are there: the plain x29 chain is wrong on a real share of them.
+        assert!(chain.wrong * 20 >= orc.truth_complete, "{build}: plain FP chain wrong only {} times", chain.wrong);
+    }
+    assert!(total >= 2000, "{total} user samples");
+}
+
+/// Runs gdb-multiarch once over many cores of one binary; returns each core's frame pcs.
+/// gdb's synthetic frames are left out: tail-call frames (from DWARF call-site records:
+/// functions that jumped away and are no longer on the stack) and inline frames (same pc as
+/// the physical frame around them); every physical frame counts.
+fn gdb_backtraces(elf: &Path, cores: &[&Path]) -> Vec<Vec<u64>> {
+    let mut script = String::from("set backtrace past-main on\nset backtrace past-entry on\nset pagination off\n");
+    script.push_str(
+        "python\ndef orcwalk_bt():\n    print('@@core')\n    f = gdb.newest_frame()\n    while f is not None:\n        \
+         if f.type() not in (gdb.TAILCALL_FRAME, gdb.INLINE_FRAME):\n            print('@@pc = 0x%x' % f.pc())\n        f = f.older()\nend\n",
+    );
+    for c in cores {
+        writeln!(script, "core-file {}\npython orcwalk_bt()", c.display()).unwrap();
+    }
+    let file = std::env::temp_dir().join(format!("orcwalk-gdb-{}.cmd", std::process::id()));
+    std::fs::write(&file, script).unwrap();
+    let out = Command::new("gdb-multiarch")
+        .arg("-nx")
+        .arg("-batch")
+        .arg("-x")
+        .arg(&file)
+        .arg(elf)
+        .output()
+        .expect("gdb-multiarch (scripts/setup installs it)");
+    let _ = std::fs::remove_file(&file);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut traces: Vec<Vec<u64>> = Vec::new();
+    for line in text.lines() {
+        if line == "@@core" {
+            traces.push(Vec::new());
+        } else if let Some(v) = line.strip_prefix("@@pc = 0x")
+            && let Some(t) = traces.last_mut()
+        {
+            t.push(u64::from_str_radix(v.trim(), 16).unwrap());
+        }
+    }
+    assert_eq!(traces.len(), cores.len(), "gdb output:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    traces
+}
+
+#[test]
+fn truth_agrees_with_gdb() {
+    for (build, _) in BUILDS {
+        // Every 15th dump whose truth is complete: gdb's unwinder (CFI plus its own prologue
+        // analysis) must find exactly the same frames.
+        let dumps = load(build);
+        let chosen: Vec<&(PathBuf, Dump)> = dumps.iter().filter(|(_, d)| d.info.truth_complete).step_by(15).collect();
+        assert!(chosen.len() >= 30, "{build}: only {} dumps to check", chosen.len());
+        let paths: Vec<&Path> = chosen.iter().map(|(p, _)| p.as_path()).collect();
+        let gdb = gdb_backtraces(&elf(build), &paths);
+        for ((path, dump), bt) in chosen.iter().zip(&gdb) {
+            assert_eq!(&dump.info.truth, bt, "{}: truth differs from gdb's bt", path.display());
+        }
+    }
+}
+
+/// clang 14 describes no epilogue: at `ret` after `ldp x29, x30, [sp], #16` its CFI still says
+/// CFA = x29 + 16 (x29 is already the caller's). The truth must doubt that row, not follow it.
+#[test]
+fn truth_doubts_a_stale_clang_epilogue_row() {
+    use orcwalk::{KernelLayout, StackInfo, StackKind};
+    use orcwalk_sim::dump::{Region, SampleInfo};
+    let bytes = std::fs::read(elf("clang-O2")).unwrap();
+    let image = orcwalk_sim::truth::Image::parse(&bytes).unwrap();
+    // `ping` in the shipped binary: ... 0x238b50 ldp x29, x30, [sp], #16; 0x238b54 ret.
+    assert_eq!(image.insn(0x238b50), Some(0xa8c17bfd), "the fixture changed: find ping's epilogue again");
+    assert_eq!(image.insn(0x238b54), Some(0xd65f03c0));
+    let low = 0x7000_0000u64;
+    let mut data = vec![0u8; 64];
+    // A frame record at low + 16: {0, return address after `bl pong` in ping}.
+    data[24..32].copy_from_slice(&0x238b4cu64.to_le_bytes());
+    let dump_at = |pc: u64, sp: u64, fp: u64| {
+        let mut regs = [0u64; 34];
+        (regs[29], regs[30], regs[31], regs[32]) = (fp, 0x238b4c, sp, pc);
+        let info = SampleInfo {
+            kernel: false,
+            start_regs: true,
+            task_stack_only: true,
+            layout: KernelLayout::V6_12,
+            text: image.text,
+            entry: (0, 0),
+            pc,
+            sp,
+            fp,
+            lr: 0x238b4c,
+            fgraph_return: 0,
+            kretprobe_trampoline: 0,
+            stacks: vec![StackInfo { low, high: low + 64, kind: StackKind::Task }],
+            truth: Vec::new(),
+            truth_complete: false,
+            recover: Vec::new(),
+            image_id: image.build_id.clone(),
+            image_path: String::new(),
+        };
+        Dump { regs, info, regions: vec![Region { vaddr: low, data: data.clone(), exec: false }] }
+    };
+    let stale = "CFI row is stale at the pc (an instruction since its start changed sp, x29 or x30)";
+    // Before the ldp the row is right: the walk reads the record and goes on.
+    let before = dump_at(0x238b50, low + 16, low + 16);
+    let t = image.unwind(&before.regs, &before);
+    assert_ne!(t.doubt, Some(stale));
+    assert_eq!(t.pcs.get(1), Some(&0x238b4c));
+    // After it, x29 holds the caller's fp and sp moved: the row is stale.
+    let after = dump_at(0x238b54, low + 32, 0);
+    let t = image.unwind(&after.regs, &after);
+    assert_eq!((t.complete, t.doubt), (false, Some(stale)));
+    assert_eq!(t.pcs, vec![0x238b54]);
+}
