@@ -106,6 +106,28 @@ fn gdb_backtraces(elf: &Path, cores: &[&Path]) -> Vec<Vec<u64>> {
 }
 
 #[test]
+fn stops_fall_in_prologues_epilogues_and_leaves() {
+    use orcwalk_sim::truth::Position;
+    for (build, _) in BUILDS {
+        let bytes = std::fs::read(elf(build)).unwrap();
+        let image = orcwalk_sim::truth::Image::parse(&bytes).unwrap();
+        let mut at = std::collections::BTreeMap::<Position, usize>::new();
+        let dumps = load(build);
+        for (_, d) in &dumps {
+            *at.entry(image.position(d.regs[32])).or_default() += 1;
+        }
+        println!("{build}: {at:?}");
+        // The awkward places must be well represented: each at least 2 %, together 10 %.
+        let n = dumps.len();
+        for p in [Position::Prologue, Position::Epilogue, Position::Leaf] {
+            assert!(at.get(&p).copied().unwrap_or(0) * 50 >= n, "{build}: too few stops in {p:?}: {at:?}");
+        }
+        let edges: usize = [Position::Prologue, Position::Epilogue, Position::Leaf].iter().map(|p| at[p]).sum();
+        assert!(edges * 10 >= n, "{build}: {edges} of {n} stops at frame edges");
+    }
+}
+
+#[test]
 fn truth_agrees_with_gdb() {
     for (build, _) in BUILDS {
         // Every 15th dump whose truth is complete: gdb's unwinder (CFI plus its own prologue

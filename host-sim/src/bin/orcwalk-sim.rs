@@ -346,6 +346,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 stats.runs,
                 stats.complete
             );
+            let at: Vec<String> = stats.positions.iter().map(|(p, n)| format!("{n} {p:?}")).collect();
+            println!("    stops in: {}", at.join(", "));
             for (why, n) in &stats.doubts {
                 println!("    truth incomplete ({n}): {why}");
             }

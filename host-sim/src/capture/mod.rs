@@ -23,7 +23,7 @@ use self::rsp::Stop;
 use self::target::Target;
 use crate::dump::{Dump, Region, SampleInfo};
 use crate::synth::Rng;
-use crate::truth::Image;
+use crate::truth::{Image, Position};
 
 const SIGTRAP: u8 = 5;
 /// Larger stacks are not this workload's: something went wrong.
@@ -51,6 +51,8 @@ pub struct Stats {
     pub complete: u32,
     /// Why truths are incomplete, with counts.
     pub doubts: BTreeMap<&'static str, u32>,
+    /// Where the stops fell in their functions.
+    pub positions: BTreeMap<Position, u32>,
 }
 
 /// The signal to deliver on resuming after `stop` (0 for none); `None` when the program ended.
@@ -119,6 +121,7 @@ pub fn capture(plan: &Plan, image: &Image, mut sink: impl FnMut(Dump) -> io::Res
     let mut take = |dump: Option<(Dump, Option<&'static str>)>, stats: &mut Stats| -> io::Result<()> {
         if let Some((dump, doubt)) = dump {
             stats.samples += 1;
+            *stats.positions.entry(image.position(dump.regs[32])).or_default() += 1;
             match doubt {
                 None => stats.complete += 1,
                 Some(d) => *stats.doubts.entry(d).or_default() += 1,

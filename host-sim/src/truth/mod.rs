@@ -23,6 +23,9 @@ use orcwalk::Memory;
 
 type Slice<'a> = EndianSlice<'a, LittleEndian>;
 
+/// The doubt of a row that no longer describes the pc.
+pub const STALE: &str = "CFI row is stale at the pc (an instruction since its start changed sp, x29 or x30)";
+
 /// The result of unwinding one sample.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Truth {
@@ -31,6 +34,22 @@ pub struct Truth {
     pub complete: bool,
     /// Why the truth stopped early (`None` when complete).
     pub doubt: Option<&'static str>,
+}
+
+/// Where in its function an interrupted pc is, by the function's CFI: the places a plain
+/// frame-pointer walk gets wrong are the prologue, the epilogue and leaf functions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Position {
+    /// Before the row that saves x30.
+    Prologue,
+    /// x30 restored again (after the last saving row, or a mid-function early return), or a row
+    /// that is stale because the compiler described no epilogue.
+    Epilogue,
+    /// A function that never saves x30.
+    Leaf,
+    /// x30 saved: the frame is complete.
+    Body,
+    NoCfi,
 }
 
 /// The parts of an aarch64 ELF the truth needs, borrowed from its bytes.
@@ -110,6 +129,56 @@ impl<'a> Image<'a> {
         df.unwind_info_for_address(&BaseAddresses::default(), ctx, pc, DebugFrame::cie_from_offset).ok().cloned()
     }
 
+    /// Classifies `pc` by its function's rows (see [`Position`]).
+    pub fn position(&self, pc: u64) -> Position {
+        let mut ctx = UnwindContext::new();
+        let Some(row) = self.row(&mut ctx, pc) else { return Position::NoCfi };
+        let saved = |r: &UnwindTableRow<usize>| matches!(r.register(AArch64::X30), Some(RegisterRule::Offset(_)));
+        let Some((eh, bases)) = &self.eh_frame else { return Position::NoCfi };
+        let Ok(fde) = eh.fde_for_address(bases, pc, EhFrame::cie_from_offset) else { return Position::NoCfi };
+        let Ok(mut rows) = fde.rows(eh, bases, &mut ctx) else { return Position::NoCfi };
+        let mut first_saved = None;
+        while let Ok(Some(r)) = rows.next_row() {
+            if saved(r) {
+                first_saved = Some(r.start_address());
+                break;
+            }
+        }
+        match first_saved {
+            None => Position::Leaf,
+            Some(start) if pc < start => Position::Prologue,
+            Some(_) if !saved(&row) => Position::Epilogue,
+            // Saved by the row, but the row may be stale (no epilogue CFI).
+            Some(_) if self.stale(&row, pc).unwrap_or(true) => Position::Epilogue,
+            Some(_) => Position::Body,
+        }
+    }
+
+    /// True when an instruction between the row's start and `pc` changed the CFA register or
+    /// a register the row says is still live: the row no longer describes `pc`.
+    fn stale(&self, row: &UnwindTableRow<usize>, pc: u64) -> Result<bool, &'static str> {
+        let rule = |r: Register| row.register(r).unwrap_or(RegisterRule::SameValue);
+        let mut live = match *row.cfa() {
+            CfaRule::RegisterAndOffset { register: AArch64::SP, .. } => insn::SP,
+            CfaRule::RegisterAndOffset { register: AArch64::X29, .. } => insn::X29,
+            _ => return Err("CFA on a register other than sp or x29"),
+        };
+        if rule(AArch64::X29) == RegisterRule::SameValue {
+            live |= insn::X29;
+        }
+        if rule(AArch64::X30) == RegisterRule::SameValue {
+            live |= insn::X30;
+        }
+        let mut a = row.start_address();
+        while a < pc {
+            if insn::writes(self.insn(a).ok_or("row starts outside text")?) & live != 0 {
+                return Ok(true);
+            }
+            a += 4;
+        }
+        Ok(false)
+    }
+
     /// Unwinds from registers (x0..x30, sp, pc as in `user_pt_regs`) over `mem`.
     pub fn unwind(&self, regs: &[u64; 34], mem: &impl Memory) -> Truth {
         let mut t = Truth { pcs: vec![regs[32]], complete: false, doubt: None };
@@ -141,28 +210,8 @@ impl<'a> Image<'a> {
             if rule(AArch64::X30) == RegisterRule::Undefined {
                 return Ok(()); // the outermost frame: nothing called it
             }
-            if innermost {
-                let mut live = match cfa_reg {
-                    AArch64::SP => insn::SP,
-                    AArch64::X29 => insn::X29,
-                    _ => return Err("CFA on a register other than sp or x29"),
-                };
-                if rule(AArch64::X29) == RegisterRule::SameValue {
-                    live |= insn::X29;
-                }
-                if rule(AArch64::X30) == RegisterRule::SameValue {
-                    live |= insn::X30;
-                }
-                let mut a = row.start_address();
-                while a < pc {
-                    let i = self.insn(a).ok_or("row starts outside text")?;
-                    if insn::writes(i) & live != 0 {
-                        return Err(
-                            "CFI row is stale at the pc (an instruction since its start changed sp, x29 or x30)",
-                        );
-                    }
-                    a += 4;
-                }
+            if innermost && self.stale(&row, pc)? {
+                return Err(STALE);
             }
             let base = match cfa_reg {
                 AArch64::SP => Some(sp),
