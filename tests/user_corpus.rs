@@ -13,8 +13,8 @@ use orcwalk_sim::dump::Dump;
 use orcwalk_sim::replay::{ChainSummary, Summary, replay};
 
 /// Measured on the shipped corpus with the sound defaults (README, "Real user stacks"):
-/// gcc -O0 96.5 %, gcc -O2 97.8 %, clang -O2 0.9 % (clang keeps its CFA on x29: FpBasedCfa).
-const BUILDS: [(&str, f64); 3] = [("gcc-O0", 0.93), ("gcc-O2", 0.95), ("clang-O2", 0.005)];
+/// gcc -O0 98.2 %, gcc -O2 96.7 %, clang -O2 0.3 % (clang keeps its CFA on x29: FpBasedCfa).
+const BUILDS: [(&str, f64); 3] = [("gcc-O0", 0.95), ("gcc-O2", 0.94), ("clang-O2", 0.001)];
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -64,6 +64,26 @@ fn user_corpus_has_no_false_reliable_and_keeps_its_coverage() {
         assert!(chain.wrong * 20 >= orc.truth_complete, "{build}: plain FP chain wrong only {} times", chain.wrong);
     }
     assert!(total >= 2000, "{total} user samples");
+}
+
+/// The opt-in `trust_fp_cfa` is unsound, and real clang code shows it: in an epilogue or
+/// prologue clang 14 did not describe, the x29-based row is stale and the walk drops or repeats
+/// a frame with every check passing. The defaults refuse such rows (FpBasedCfa); this keeps
+/// the corpus able to show why.
+#[test]
+fn trusting_x29_cfas_is_fooled_by_clang_epilogues() {
+    let table_bytes = std::fs::read(root().join("tests/corpus/user/clang-O2/program.orc")).unwrap();
+    let table = TableFile::parse(&table_bytes).unwrap().table;
+    let trust = orcwalk_sim::replay::Trust { fp_cfa: true, orc_only_frames: false };
+    let mut s = Summary::default();
+    for (_, dump) in load("clang-O2") {
+        s.add(
+            dump.info.truth_complete,
+            orcwalk_sim::replay::replay_with(&dump, table, Policy::Orcwalk, trust).judgement,
+        );
+    }
+    println!("clang-O2 with trust_fp_cfa: {s:?}");
+    assert!(s.false_reliable > 0, "expected the opt-in to be fooled on clang's undescribed epilogues");
 }
 
 /// Runs gdb-multiarch once over many cores of one binary; returns each core's frame pcs.
@@ -131,9 +151,16 @@ fn stops_fall_in_prologues_epilogues_and_leaves() {
 fn truth_agrees_with_gdb() {
     for (build, _) in BUILDS {
         // Every 15th dump whose truth is complete: gdb's unwinder (CFI plus its own prologue
-        // analysis) must find exactly the same frames.
+        // analysis) must find exactly the same frames. Stops at a stale row are left out: their
+        // truth came from running the program on, and gdb follows the stale row.
+        let bytes = std::fs::read(elf(build)).unwrap();
+        let image = orcwalk_sim::truth::Image::parse(&bytes).unwrap();
         let dumps = load(build);
-        let chosen: Vec<&(PathBuf, Dump)> = dumps.iter().filter(|(_, d)| d.info.truth_complete).step_by(15).collect();
+        let chosen: Vec<&(PathBuf, Dump)> = dumps
+            .iter()
+            .filter(|(_, d)| d.info.truth_complete && image.stale_at(d.regs[32]) != Some(true))
+            .step_by(15)
+            .collect();
         assert!(chosen.len() >= 30, "{build}: only {} dumps to check", chosen.len());
         let paths: Vec<&Path> = chosen.iter().map(|(p, _)| p.as_path()).collect();
         let gdb = gdb_backtraces(&elf(build), &paths);

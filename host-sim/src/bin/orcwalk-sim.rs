@@ -348,6 +348,10 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             );
             let at: Vec<String> = stats.positions.iter().map(|(p, n)| format!("{n} {p:?}")).collect();
             println!("    stops in: {}", at.join(", "));
+            println!(
+                "    stale rows whose truth came from running the epilogue out: {} of {}",
+                stats.epilogues_run_out, stats.epilogue_attempts
+            );
             for (why, n) in &stats.doubts {
                 println!("    truth incomplete ({n}): {why}");
             }

@@ -23,7 +23,7 @@ use self::rsp::Stop;
 use self::target::Target;
 use crate::dump::{Dump, Region, SampleInfo};
 use crate::synth::Rng;
-use crate::truth::{Image, Position};
+use crate::truth::{Image, Position, STALE};
 
 const SIGTRAP: u8 = 5;
 /// Larger stacks are not this workload's: something went wrong.
@@ -51,6 +51,10 @@ pub struct Stats {
     pub complete: u32,
     /// Why truths are incomplete, with counts.
     pub doubts: BTreeMap<&'static str, u32>,
+    /// Stops in an epilogue without CFI whose truth came from letting the program return, and
+    /// how many stale rows were tried that way.
+    pub epilogues_run_out: u32,
+    pub epilogue_attempts: u32,
     /// Where the stops fell in their functions.
     pub positions: BTreeMap<Position, u32>,
 }
@@ -114,12 +118,111 @@ fn sample(t: &mut Target, image: &Image, plan: &Plan, top: u64) -> io::Result<Op
     Ok(Some((dump, truth.doubt)))
 }
 
+fn is_call(i: u32) -> bool {
+    i >> 26 == 0b100101 || (i >> 25 == 0b1101011 && (i >> 21) & 7 == 0b001)
+}
+
+/// `ret`, `retaa`, `retab` (any register).
+fn is_ret(i: u32) -> bool {
+    i & 0xffff_fc1f == 0xd65f_0000 || i == 0xd65f_0bff || i == 0xd65f_0fff
+}
+
+/// The truth CFI cannot give: a stop in an epilogue the compiler described with no CFI (clang
+/// before 16). The program itself answers: let it return (delivering the pending signal first:
+/// the handler runs below sp and comes back to the same pc and sp), watch the `ret` (or the
+/// tail call's branch) execute, or step on to where the function's rows hold again (a
+/// prologue), and unwind from the registers then, where the rows are exact. The stack above sp is unchanged by then, so the dump's memory still serves.
+/// Returns the truth (when found) and the signal still to deliver (`None`: the program ended).
+fn run_out_epilogue(
+    t: &mut Target,
+    image: &Image,
+    dump: &Dump,
+    signal: u8,
+) -> io::Result<(Option<Vec<u64>>, Option<u8>)> {
+    let (pc, sp) = (dump.regs[32], dump.regs[31]);
+    let mut signal = signal;
+    if signal != 0 {
+        t.client.breakpoint(pc, true)?;
+        let mut back = false;
+        for _ in 0..64 {
+            match pending(t.client.cont(signal)?) {
+                None => return Ok((None, None)),
+                Some(0) => {
+                    signal = 0;
+                    let r = t.client.registers()?;
+                    if r[32] == pc && r[31] == sp {
+                        back = true;
+                        break;
+                    }
+                }
+                Some(s) => signal = s,
+            }
+        }
+        t.client.breakpoint(pc, false)?;
+        if !back {
+            return Ok((None, Some(signal)));
+        }
+    }
+    for _ in 0..8 {
+        let r = t.client.registers()?;
+        let Some(i) = image.insn(r[32]) else { return Ok((None, Some(0))) };
+        if is_call(i) {
+            return Ok((None, Some(0))); // not an epilogue after all
+        }
+        match pending(t.client.step(0)?) {
+            None => return Ok((None, None)),
+            Some(0) => {}
+            Some(s) => return Ok((None, Some(s))), // a signal came first: give up, keep it
+        }
+        let after = t.client.registers()?;
+        // A `ret` leaves the caller's registers; a tail call (a branch out of the function)
+        // leaves them with the callee's entry on top, which the truth at pc does not have.
+        // Still in the function once its rows describe the pc again (the end of a prologue the
+        // CFI skipped): the same frame, with the caller above it.
+        let here = image.function(after[32]);
+        let skip = if is_ret(i) {
+            0
+        } else if here.is_some() && here != image.function(pc) {
+            1
+        } else if here.is_some() && image.stale_at(after[32]) == Some(false) {
+            1
+        } else {
+            continue;
+        };
+        let rest = image.unwind(&after, dump);
+        if !rest.complete || rest.pcs.len() <= skip {
+            return Ok((None, Some(0)));
+        }
+        let mut truth = vec![pc];
+        truth.extend(&rest.pcs[skip..]);
+        return Ok((Some(truth), Some(0)));
+    }
+    Ok((None, Some(0)))
+}
+
 /// Runs the program as often as needed for `plan.samples` stops, handing each dump to `sink`.
 pub fn capture(plan: &Plan, image: &Image, mut sink: impl FnMut(Dump) -> io::Result<()>) -> io::Result<Stats> {
     let mut rng = Rng::new(plan.seed);
     let mut stats = Stats::default();
-    let mut take = |dump: Option<(Dump, Option<&'static str>)>, stats: &mut Stats| -> io::Result<()> {
-        if let Some((dump, doubt)) = dump {
+    // Records a sample; with a stale innermost row, first asks the program for the truth.
+    let mut take = |t: &mut Target,
+                    dump: Option<(Dump, Option<&'static str>)>,
+                    stats: &mut Stats,
+                    signal: u8|
+     -> io::Result<Option<u8>> {
+        let mut signal = Some(signal);
+        if let Some((mut dump, mut doubt)) = dump {
+            if doubt == Some(STALE) {
+                stats.epilogue_attempts += 1;
+                let (truth, s) = run_out_epilogue(t, image, &dump, signal.unwrap_or(0))?;
+                signal = s;
+                if let Some(truth) = truth {
+                    dump.info.truth = truth;
+                    dump.info.truth_complete = true;
+                    doubt = None;
+                    stats.epilogues_run_out += 1;
+                }
+            }
             stats.samples += 1;
             *stats.positions.entry(image.position(dump.regs[32])).or_default() += 1;
             match doubt {
@@ -128,7 +231,7 @@ pub fn capture(plan: &Plan, image: &Image, mut sink: impl FnMut(Dump) -> io::Res
             }
             sink(dump)?;
         }
-        Ok(())
+        Ok(signal)
     };
     while stats.samples < plan.samples {
         if stats.runs > plan.samples {
@@ -139,13 +242,21 @@ pub fn capture(plan: &Plan, image: &Image, mut sink: impl FnMut(Dump) -> io::Res
         // Initial sp: everything the program's frames use lies below it.
         let top = t.client.registers()?[31];
         let n = rng.below(plan.max_steps);
-        let Some(mut signal) = steps(&mut t, 0, n)? else { continue };
-        take(sample(&mut t, image, plan, top)?, &mut stats)?;
+        let Some(signal) = steps(&mut t, 0, n)? else { continue };
+        let first = sample(&mut t, image, plan, top)?;
+        let Some(mut signal) = take(&mut t, first, &mut stats, signal)? else { continue };
+        // Single steps burn the emulator's CPU time, so the timer's next stop would fall right
+        // after them: the stop after a run-out is delivered without a sample.
+        let mut skip = false;
         while stats.samples < plan.samples {
             let Some(s) = pending(t.client.cont(signal)?) else { break };
             signal = s;
-            if s == plan.signal {
-                take(sample(&mut t, image, plan, top)?, &mut stats)?;
+            if s == plan.signal && !std::mem::take(&mut skip) {
+                let d = sample(&mut t, image, plan, top)?;
+                let tried = stats.epilogue_attempts;
+                let Some(s) = take(&mut t, d, &mut stats, s)? else { break };
+                skip = stats.epilogue_attempts != tried;
+                signal = s;
             }
         }
     }

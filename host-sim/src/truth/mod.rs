@@ -129,6 +129,13 @@ impl<'a> Image<'a> {
         df.unwind_info_for_address(&BaseAddresses::default(), ctx, pc, DebugFrame::cie_from_offset).ok().cloned()
     }
 
+    /// The function (FDE range start and end) that `pc` belongs to.
+    pub fn function(&self, pc: u64) -> Option<(u64, u64)> {
+        let (eh, bases) = self.eh_frame.as_ref()?;
+        let fde = eh.fde_for_address(bases, pc, EhFrame::cie_from_offset).ok()?;
+        Some((fde.initial_address(), fde.end_address()))
+    }
+
     /// Classifies `pc` by its function's rows (see [`Position`]).
     pub fn position(&self, pc: u64) -> Position {
         let mut ctx = UnwindContext::new();
@@ -152,6 +159,12 @@ impl<'a> Image<'a> {
             Some(_) if self.stale(&row, pc).unwrap_or(true) => Position::Epilogue,
             Some(_) => Position::Body,
         }
+    }
+
+    /// Whether the row covering `pc` is stale there (`None`: no usable row).
+    pub fn stale_at(&self, pc: u64) -> Option<bool> {
+        let row = self.row(&mut UnwindContext::new(), pc)?;
+        self.stale(&row, pc).ok()
     }
 
     /// True when an instruction between the row's start and `pc` changed the CFA register or
