@@ -182,9 +182,7 @@ fn run_out_epilogue(
         let here = image.function(after[32]);
         let skip = if is_ret(i) {
             0
-        } else if here.is_some() && here != image.function(pc) {
-            1
-        } else if here.is_some() && image.stale_at(after[32]) == Some(false) {
+        } else if here.is_some() && (here != image.function(pc) || image.stale_at(after[32]) == Some(false)) {
             1
         } else {
             continue;
