@@ -1,6 +1,6 @@
 //! `orcwalk-sim capture` end to end: a workload runs under qemu-aarch64's gdbstub, is stopped by
 //! its timer, and every stop becomes a dump whose truth replays without a false-reliable
-//! verdict. A short run (few rounds) makes the capture restart the program, as it must.
+//! verdict. A short run (20 rounds, a few ms of CPU) makes the capture restart the program, as it must.
 
 use orc_format::TableFile;
 use orcwalk::Policy;
@@ -22,10 +22,10 @@ fn captures_a_real_program_and_replays_it() {
     let plan = Plan {
         qemu: "qemu-aarch64".into(),
         program,
-        args: vec!["150".into()],
+        args: vec!["20".into()],
         samples: 60,
         seed: 7,
-        max_steps: 3000,
+        max_steps: 300,
         signal: 26,
         table_path: "program.orc".into(),
     };
@@ -37,7 +37,7 @@ fn captures_a_real_program_and_replays_it() {
     .expect("capture (needs qemu-aarch64: scripts/setup)");
     assert_eq!(stats.samples, 60);
     assert_eq!(dumps.len(), 60);
-    assert!(stats.runs > 1, "a 150-round run should end before 60 stops ({} runs)", stats.runs);
+    assert!(stats.runs > 1, "a 20-round run should end long before 60 stops ({} runs)", stats.runs);
     let mut orc = Summary::default();
     let mut pcs = std::collections::BTreeSet::new();
     for d in &dumps {

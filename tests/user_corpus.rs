@@ -174,7 +174,6 @@ fn truth_agrees_with_gdb() {
 /// CFA = x29 + 16 (x29 is already the caller's). The truth must doubt that row, not follow it.
 #[test]
 fn truth_doubts_a_stale_clang_epilogue_row() {
-    use orcwalk::{KernelLayout, StackInfo, StackKind};
     use orcwalk_sim::dump::{Region, SampleInfo};
     let bytes = std::fs::read(elf("clang-O2")).unwrap();
     let image = orcwalk_sim::truth::Image::parse(&bytes).unwrap();
@@ -188,29 +187,10 @@ fn truth_doubts_a_stale_clang_epilogue_row() {
     let dump_at = |pc: u64, sp: u64, fp: u64| {
         let mut regs = [0u64; 34];
         (regs[29], regs[30], regs[31], regs[32]) = (fp, 0x238b4c, sp, pc);
-        let info = SampleInfo {
-            kernel: false,
-            start_regs: true,
-            task_stack_only: true,
-            layout: KernelLayout::V6_12,
-            text: image.text,
-            entry: (0, 0),
-            pc,
-            sp,
-            fp,
-            lr: 0x238b4c,
-            fgraph_return: 0,
-            kretprobe_trampoline: 0,
-            stacks: vec![StackInfo { low, high: low + 64, kind: StackKind::Task }],
-            truth: Vec::new(),
-            truth_complete: false,
-            recover: Vec::new(),
-            image_id: image.build_id.clone(),
-            image_path: String::new(),
-        };
+        let info = SampleInfo::user(&regs, image.text, (low, low + 64), image.build_id.clone(), String::new());
         Dump { regs, info, regions: vec![Region { vaddr: low, data: data.clone(), exec: false }] }
     };
-    let stale = "CFI row is stale at the pc (an instruction since its start changed sp, x29 or x30)";
+    let stale = orcwalk_sim::truth::STALE;
     // Before the ldp the row is right: the walk reads the record and goes on.
     let before = dump_at(0x238b50, low + 16, low + 16);
     let t = image.unwind(&before.regs, &before);

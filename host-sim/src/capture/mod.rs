@@ -17,8 +17,6 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::PathBuf;
 
-use orcwalk::{KernelLayout, StackInfo, StackKind};
-
 use self::rsp::Stop;
 use self::target::Target;
 use crate::dump::{Dump, Region, SampleInfo};
@@ -87,31 +85,8 @@ fn sample(t: &mut Target, image: &Image, plan: &Plan, top: u64) -> io::Result<Op
         return Ok(None);
     }
     let Some(data) = t.client.memory(low, (top - low) as usize)? else { return Ok(None) };
-    let mut dump = Dump {
-        regs,
-        info: SampleInfo {
-            kernel: false,
-            start_regs: true,
-            task_stack_only: true,
-            // Only va_bits (PAC stripping) matters for a user stack.
-            layout: KernelLayout::V6_12,
-            text: image.text,
-            entry: (0, 0),
-            pc: regs[32],
-            sp: regs[31],
-            fp: regs[29],
-            lr: regs[30],
-            fgraph_return: 0,
-            kretprobe_trampoline: 0,
-            stacks: vec![StackInfo { low, high: top, kind: StackKind::Task }],
-            truth: Vec::new(),
-            truth_complete: false,
-            recover: Vec::new(),
-            image_id: image.build_id.clone(),
-            image_path: plan.table_path.clone(),
-        },
-        regions: vec![Region { vaddr: low, data, exec: false }],
-    };
+    let info = SampleInfo::user(&regs, image.text, (low, top), image.build_id.clone(), plan.table_path.clone());
+    let mut dump = Dump { regs, info, regions: vec![Region { vaddr: low, data, exec: false }] };
     let truth = image.unwind(&regs, &dump);
     dump.info.truth = truth.pcs;
     dump.info.truth_complete = truth.complete;

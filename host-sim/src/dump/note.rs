@@ -54,6 +54,38 @@ pub struct SampleInfo {
 }
 
 impl SampleInfo {
+    /// A user program interrupted with `regs` (x0..x30, sp, pc, pstate), its stack
+    /// `[low, high)` the only one, its truth still to be filled in.
+    pub fn user(
+        regs: &[u64; 34],
+        text: (u64, u64),
+        stack: (u64, u64),
+        image_id: Vec<u8>,
+        image_path: String,
+    ) -> SampleInfo {
+        SampleInfo {
+            kernel: false,
+            start_regs: true,
+            task_stack_only: true,
+            // Only va_bits (PAC stripping) matters for a user stack.
+            layout: KernelLayout::V6_12,
+            text,
+            entry: (0, 0),
+            pc: regs[32],
+            sp: regs[31],
+            fp: regs[29],
+            lr: regs[30],
+            fgraph_return: 0,
+            kretprobe_trampoline: 0,
+            stacks: vec![StackInfo { low: stack.0, high: stack.1, kind: StackKind::Task }],
+            truth: Vec::new(),
+            truth_complete: false,
+            recover: Vec::new(),
+            image_id,
+            image_path,
+        }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let mut o = Vec::new();
         let u32_ = |o: &mut Vec<u8>, v: u32| o.extend_from_slice(&v.to_le_bytes());
