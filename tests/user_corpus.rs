@@ -66,24 +66,35 @@ fn user_corpus_has_no_false_reliable_and_keeps_its_coverage() {
     assert!(total >= 2000, "{total} user samples");
 }
 
-/// The opt-in `trust_fp_cfa` is unsound, and real clang code shows it: in an epilogue or
-/// prologue clang 14 did not describe, the x29-based row is stale and the walk drops or repeats
-/// a frame with every check passing. The defaults refuse such rows (FpBasedCfa); this keeps
-/// the corpus able to show why.
+/// Stale rows are real: clang 14 describes no epilogue and only the end of each prologue, and
+/// a walk that follows such a row (here with the opt-in `trust_fp_cfa`, which takes clang's
+/// x29-based rows) drops or repeats a frame with every check passing. The generator cuts them
+/// out ([`orc_format::generate::stale`]): the uncut table is fooled on the real clang stops,
+/// the shipped (cut) one never is, even with both opt-ins.
 #[test]
-fn trusting_x29_cfas_is_fooled_by_clang_epilogues() {
-    let table_bytes = std::fs::read(root().join("tests/corpus/user/clang-O2/program.orc")).unwrap();
-    let table = TableFile::parse(&table_bytes).unwrap().table;
-    let trust = orcwalk_sim::replay::Trust { fp_cfa: true, orc_only_frames: false };
-    let mut s = Summary::default();
-    for (_, dump) in load("clang-O2") {
-        s.add(
-            dump.info.truth_complete,
-            orcwalk_sim::replay::replay_with(&dump, table, Policy::Orcwalk, trust).judgement,
-        );
-    }
-    println!("clang-O2 with trust_fp_cfa: {s:?}");
-    assert!(s.false_reliable > 0, "expected the opt-in to be fooled on clang's undescribed epilogues");
+fn stale_rows_fool_an_uncut_table_and_the_cut_one_refuses_them() {
+    use orc_format::generate::{ElfImage, Options, generate_with};
+    let elf_bytes = std::fs::read(elf("clang-O2")).unwrap();
+    let image = ElfImage::parse(elf_bytes.as_slice()).unwrap();
+    let uncut = generate_with(&image, Options { cut_stale: false }).unwrap().to_file_bytes().unwrap();
+    let shipped = std::fs::read(root().join("tests/corpus/user/clang-O2/program.orc")).unwrap();
+    let trust = orcwalk_sim::replay::Trust { fp_cfa: true, orc_only_frames: true };
+    let dumps = load("clang-O2");
+    let judge = |bytes: &[u8]| {
+        let table = TableFile::parse(bytes).unwrap().table;
+        let mut s = Summary::default();
+        for (_, dump) in &dumps {
+            s.add(
+                dump.info.truth_complete,
+                orcwalk_sim::replay::replay_with(dump, table, Policy::Orcwalk, trust).judgement,
+            );
+        }
+        s
+    };
+    let (raw, cut) = (judge(&uncut), judge(&shipped));
+    println!("clang-O2 with both opt-ins: uncut {raw:?}\ncut {cut:?}");
+    assert!(raw.false_reliable > 0, "expected the uncut table to be fooled by clang's undescribed epilogues");
+    assert_eq!(cut.false_reliable, 0);
 }
 
 /// Runs gdb-multiarch once over many cores of one binary; returns each core's frame pcs.

@@ -7,6 +7,7 @@ use super::GenError;
 use super::elf::ElfImage;
 use super::fde::{CfiSections, Fde};
 use super::rules::Unsupported;
+use super::stale::{self, Cuts};
 use super::stats::Stats;
 use crate::OrcEntry;
 
@@ -60,8 +61,28 @@ fn push(ips: &mut Vec<u64>, entries: &mut Vec<OrcEntry>, addr: u64, entry: OrcEn
     entries.push(entry);
 }
 
-/// Builds the ORC table for an ELF image from its `.debug_frame` and `.eh_frame`.
+/// How to generate.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// Replace the stale part of each row with UNDEFINED ([`stale`]). On by default; off only
+    /// to show what an uncut table would let through.
+    pub cut_stale: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { cut_stale: true }
+    }
+}
+
+/// Builds the ORC table for an ELF image from its `.debug_frame` and `.eh_frame`, every row
+/// checked against the instructions it covers.
 pub fn generate(image: &ElfImage<'_>) -> Result<Generated, GenError> {
+    generate_with(image, Options::default())
+}
+
+/// [`generate`] with options.
+pub fn generate_with(image: &ElfImage<'_>, options: Options) -> Result<Generated, GenError> {
     let sections = CfiSections::new(image)?;
     let mut stats = Stats {
         eh_frame_bytes: image.eh_frame.map_or(0, |s| s.data.len() as u64),
@@ -78,9 +99,11 @@ pub fn generate(image: &ElfImage<'_>) -> Result<Generated, GenError> {
     fdes.sort_by_key(|f| (f.start, f.end));
 
     let mut spans: Vec<Span> = Vec::with_capacity(fdes.len());
+    let mut cuts = Cuts::default();
     for fde in &fdes {
         stats.rows += fde.rows.len() as u64;
         let rows = map_rows(fde, &mut stats.unsupported);
+        let rows = if options.cut_stale { stale::cut(&rows, fde.end, |a| image.insn(a), &mut cuts) } else { rows };
         match spans.last_mut() {
             Some(prev) if fde.start < prev.end => {
                 if prev.start == fde.start && prev.end == fde.end && prev.rows == rows {
@@ -106,6 +129,7 @@ pub fn generate(image: &ElfImage<'_>) -> Result<Generated, GenError> {
         push(&mut ips, &mut entries, span.end, OrcEntry::UNDEFINED);
     }
     stats.fdes_used = spans.len() as u64;
+    (stats.stale_rows_cut, stats.stale_bytes_cut) = (cuts.rows, cuts.bytes);
     stats.entries = ips.len() as u64;
     stats.functions_without_cfi = image
         .symbols

@@ -22,6 +22,8 @@ pub struct ElfImage<'a> {
     pub text_address: Option<u64>,
     /// Executable sections as `[start, end)`, sorted.
     pub exec_ranges: Vec<(u64, u64)>,
+    /// The bytes of the executable sections, `(address, bytes)`, to check CFI rows against.
+    pub code: Vec<(u64, &'a [u8])>,
     pub build_id: Vec<u8>,
     /// Function symbols `(address, size, name)`, sorted by address.
     pub symbols: Vec<(u64, u64, String)>,
@@ -53,6 +55,7 @@ impl<'a> ElfImage<'a> {
             got_address: None,
             text_address: None,
             exec_ranges: Vec::new(),
+            code: Vec::new(),
             build_id: Vec::new(),
             symbols: Vec::new(),
         };
@@ -85,6 +88,10 @@ impl<'a> ElfImage<'a> {
                     reason: format!("{name} wraps the address space"),
                 })?;
                 image.exec_ranges.push((s.address(), end));
+                // NOBITS text (none in practice) has no bytes: its rows are then all cut.
+                if let Ok(data) = s.data() {
+                    image.code.push((s.address(), data));
+                }
             }
         }
         image.exec_ranges.sort_unstable();
@@ -102,6 +109,13 @@ impl<'a> ElfImage<'a> {
         image.symbols.sort_unstable();
         image.symbols.dedup_by_key(|s| s.0);
         Ok(image)
+    }
+
+    /// The instruction word at `addr`, if it lies in executable section data.
+    pub fn insn(&self, addr: u64) -> Option<u32> {
+        let (start, data) = self.code.iter().find(|(s, d)| *s <= addr && addr - s < d.len() as u64)?;
+        let at = usize::try_from(addr - start).ok()?;
+        Some(u32::from_le_bytes(data.get(at..at.checked_add(4)?)?.try_into().ok()?))
     }
 
     pub fn is_executable(&self, start: u64, end: u64) -> bool {

@@ -9,11 +9,13 @@ pub mod check;
 pub mod elf;
 pub mod error;
 pub mod fde;
+pub mod insn;
 pub mod rules;
 pub mod sections;
+pub mod stale;
 pub mod stats;
 
-pub use assemble::{Generated, generate};
+pub use assemble::{Generated, Options, generate, generate_with};
 pub use check::{Mismatch, check};
 pub use elf::ElfImage;
 pub use error::GenError;

@@ -15,6 +15,9 @@ pub struct Stats {
     pub fdes_conflicting: u64,
     pub rows: u64,
     pub unsupported: BTreeMap<Unsupported, u64>,
+    /// Stale stretches of rows (an instruction changed what the row relies on) made UNDEFINED.
+    pub stale_rows_cut: u64,
+    pub stale_bytes_cut: u64,
     pub entries: u64,
     pub text_bytes: u64,
     pub covered_bytes: u64,
@@ -56,6 +59,11 @@ impl fmt::Display for Stats {
         for (why, n) in &self.unsupported {
             writeln!(f, "    {n:>8}  {}", why.describe())?;
         }
+        writeln!(
+            f,
+            "stale rows cut:    {} ({} bytes of text made UNDEFINED: an instruction changed the CFA register, x29 or x30 under the row)",
+            self.stale_rows_cut, self.stale_bytes_cut
+        )?;
         writeln!(f, "ORC entries:       {}", self.entries)?;
         writeln!(
             f,
