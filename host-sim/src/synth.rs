@@ -184,8 +184,7 @@ fn attempt(p: &Program, rng: &mut Rng, image_path: &str) -> Option<Sample> {
         }
     }
     let start = if rng.chance(3) { b.interrupted(p.any(rng), 4 * rng.below(FUNC_LEN / 4)) } else { b.start_call() };
-    let fits = |a: u64| tk::stacks().iter().any(|s| s.low + 0x100 <= a && a < s.high);
-    if !fits(b.sp) || !b.mem.0.keys().all(|&a| fits(a)) {
+    if !fits(&b) {
         return None;
     }
     let truth = b.expected();
@@ -249,12 +248,47 @@ fn attempt(p: &Program, rng: &mut Rng, image_path: &str) -> Option<Sample> {
         None
     };
 
+    let dump = into_dump(&b, layout, start, truth, recover.into_iter().collect(), image_path);
+    Some(Sample { dump, corruption })
+}
+
+/// Whether everything the builder wrote, and its sp, lies on a stack with room to spare.
+fn fits(b: &Builder) -> bool {
+    let fits = |a: u64| tk::stacks().iter().any(|s| s.low + 0x100 <= a && a < s.high);
+    fits(b.sp) && b.mem.0.keys().all(|&a| fits(a))
+}
+
+/// A blocked task `depth` calls deep, as livepatch checks it: a call-site start, no exception,
+/// nothing corrupted. `None` when the stack would not fit.
+pub fn blocked_task(p: &Program, rng: &mut Rng, depth: u32) -> Option<Dump> {
+    let layout = KernelLayout::V6_13;
+    let mut b = Builder::new(layout);
+    for _ in 0..depth {
+        b.call(p.caller(rng));
+    }
+    let start = b.start_call();
+    if !fits(&b) {
+        return None;
+    }
+    let truth = b.expected();
+    Some(into_dump(&b, layout, start, truth, Vec::new(), "program.orc".to_string()))
+}
+
+/// The dump of what the builder executed.
+fn into_dump(
+    b: &Builder,
+    layout: KernelLayout,
+    start: Start,
+    truth: Vec<u64>,
+    recover: Vec<(u64, u64)>,
+    image_path: String,
+) -> Dump {
     let (pc, sp, fp, lr, start_regs) = match start {
         Start::Regs { pc, sp, fp, lr } => (pc, sp, fp, lr, true),
         Start::Call { pc, sp, fp } => (pc, sp, fp, 0, false),
     };
     let stacks = tk::stacks().to_vec();
-    let regions = stacks.iter().filter_map(|s| region(&b, s)).collect();
+    let regions = stacks.iter().filter_map(|s| region(b, s)).collect();
     let mut regs = [0u64; 34];
     regs[29] = fp;
     regs[30] = lr;
@@ -277,11 +311,11 @@ fn attempt(p: &Program, rng: &mut Rng, image_path: &str) -> Option<Sample> {
         stacks,
         truth,
         truth_complete: true,
-        recover: recover.into_iter().collect(),
+        recover,
         image_id: b"orcwalk-synthetic".to_vec(),
         image_path,
     };
-    Some(Sample { dump: Dump { regs, info, regions }, corruption })
+    Dump { regs, info, regions }
 }
 
 /// The used part of one stack (from just below its lowest written word to its top), with

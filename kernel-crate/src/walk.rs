@@ -115,7 +115,11 @@ impl<S: Stacks> Bounds<'_, S> {
         if !addr.is_multiple_of(8) {
             return Err(Reason::Alignment);
         }
-        let stack = self.stacks.find(addr, size).ok_or(Reason::OffStack)?;
+        // Nearly every object lies on the stack the walk is on: no search for those.
+        let stack = match self.current {
+            Some(cur) if cur.contains(addr, size) => cur,
+            _ => self.stacks.find(addr, size).ok_or(Reason::OffStack)?,
+        };
         if self.task_only && stack.kind != StackKind::Task {
             return Err(Reason::OffStack);
         }

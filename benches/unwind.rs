@@ -1,0 +1,247 @@
+//! Unwind latency (issue 6), everything measured in one run so that only ratios are reported:
+//!
+//! - `per_frame/*`: the captured gcc -O2 user stacks that orcwalk proves (tests/corpus/user),
+//!   unwound by the plain frame-pointer chain (two loads per frame: the physical floor), by
+//!   orcwalk's validated walk, and by framehop from the binary's .eh_frame with its rule cache
+//!   cold (new cache per stack) and warm (one cache throughout). All read the same dumps
+//!   through the same memory reader; throughput is in frames.
+//! - `livepatch/1000_tasks`: verdicts for 1,000 blocked kernel-shaped tasks of 10-40 frames.
+//! - `generate/*`: ORC generation from the largest shipped ELF (and from
+//!   `ORCWALK_BENCH_VMLINUX`, a debug vmlinux, when set), throughput in ELF bytes.
+//!
+//! `cargo bench --bench unwind`. The set-up checks that every unwinder returns exactly the
+//! truth's frames on the stacks it times, so the work compared is the same.
+
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use framehop::aarch64::{CacheAarch64, UnwindRegsAarch64, UnwinderAarch64};
+use framehop::{ExplicitModuleSectionInfo, FrameAddress, Module, Unwinder};
+use object::{Object, ObjectSection};
+use orc_format::TableFile;
+use orcwalk::code::TableCode;
+use orcwalk::recovery::NoRecovery;
+use orcwalk::{Config, EndRule, Frame, KernelLayout, Policy, StackList, Start, Verdict, walk};
+use orcwalk_sim::dump::Dump;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn user_dumps(build: &str) -> Vec<Dump> {
+    let dir = root().join("tests/corpus/user").join(build);
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("user corpus")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "core"))
+        .collect();
+    paths.sort();
+    paths.iter().map(|p| Dump::parse(&std::fs::read(p).expect("dump")).expect("valid dump")).collect()
+}
+
+fn user_config() -> Config {
+    Config {
+        policy: Policy::Orcwalk,
+        end: EndRule::OrcEndOfStack,
+        layout: KernelLayout::V6_12,
+        max_frames: 100,
+        task_stack_only: true,
+        trust_fp_cfa: false,
+        orc_only_frames: false,
+    }
+}
+
+/// orcwalk's validated walk of one user dump; the number of frames when reliable.
+fn orcwalk_frames(d: &Dump, code: &TableCode<'_>, cfg: &Config) -> Option<usize> {
+    let i = &d.info;
+    let start = Start::Regs { pc: i.pc, sp: i.sp, fp: i.fp, lr: i.lr };
+    let mut n = 0;
+    let v = walk(start, cfg, d, &StackList { stacks: &i.stacks }, code, &NoRecovery, |_: &Frame| {
+        n += 1;
+        true
+    });
+    (v == Verdict::Reliable).then_some(n)
+}
+
+/// The plain chain from an interrupted pc: pc, then {fp, lr} records until fp is 0. No checks
+/// beyond what keeps it finite: the floor a validated walk is measured against.
+fn fp_chain(d: &Dump) -> usize {
+    let mut n = 1;
+    let mut fp = d.info.fp;
+    while fp != 0 && n < 100 {
+        let (Some(next), Some(ra)) = (d.read_u64(fp), d.read_u64(fp.wrapping_add(8))) else { break };
+        black_box(ra);
+        fp = next;
+        n += 1;
+    }
+    n
+}
+
+fn framehop_unwinder(elf: &Path) -> UnwinderAarch64<Vec<u8>> {
+    let bytes = std::fs::read(elf).expect("ELF");
+    let file = object::File::parse(bytes.as_slice()).expect("ELF");
+    let section = |name: &str| {
+        file.section_by_name(name).map(|s| (s.address()..s.address() + s.size(), s.data().expect("data").to_vec()))
+    };
+    let (text_svma, text) = section(".text").expect(".text");
+    let eh = section(".eh_frame").expect(".eh_frame");
+    let hdr = section(".eh_frame_hdr");
+    let got = section(".got");
+    let info = ExplicitModuleSectionInfo {
+        base_svma: 0,
+        text_svma: Some(text_svma.clone()),
+        text: Some(text),
+        eh_frame_svma: Some(eh.0),
+        eh_frame: Some(eh.1),
+        eh_frame_hdr_svma: hdr.as_ref().map(|h| h.0.clone()),
+        eh_frame_hdr: hdr.map(|h| h.1),
+        got_svma: got.map(|g| g.0),
+        ..Default::default()
+    };
+    let mut unwinder = UnwinderAarch64::new();
+    // A static, non-PIE executable: mapped where it was linked.
+    unwinder.add_module(Module::new("workload".into(), 0x400000..text_svma.end + 0x100000, 0, info));
+    unwinder
+}
+
+/// framehop's frames for one dump (return addresses as they are, like the truth).
+fn framehop_frames(u: &UnwinderAarch64<Vec<u8>>, cache: &mut CacheAarch64, d: &Dump, out: &mut Vec<u64>) {
+    out.clear();
+    let i = &d.info;
+    let mut read = |addr: u64| d.read_u64(addr).ok_or(());
+    let mut it = u.iter_frames(i.pc, UnwindRegsAarch64::new(i.lr, i.sp, i.fp), cache, &mut read);
+    while let Ok(Some(f)) = it.next() {
+        out.push(match f {
+            FrameAddress::InstructionPointer(pc) => pc,
+            FrameAddress::ReturnAddress(ra) => ra.get(),
+        });
+    }
+}
+
+fn per_frame(c: &mut Criterion) {
+    let build = "gcc-O2";
+    let dumps = user_dumps(build);
+    let table_bytes = std::fs::read(root().join("tests/corpus/user").join(build).join("program.orc")).expect("table");
+    let table = TableFile::parse(&table_bytes).expect("table").table;
+    let (t0, t1) = dumps[0].info.text;
+    let code = TableCode { table, text_start: t0, text_end: t1, entry_start: 0, entry_end: 0 };
+    let cfg = user_config();
+    let unwinder = framehop_unwinder(&root().join("tests/fixtures/user/workload-gcc-O2"));
+    // The stacks every unwinder gets exactly right: same work for all.
+    let mut cache = CacheAarch64::new();
+    let mut fh = Vec::new();
+    let chosen: Vec<&Dump> = dumps
+        .iter()
+        .filter(|d| d.info.truth_complete)
+        .filter(|d| orcwalk_frames(d, &code, &cfg) == Some(d.info.truth.len()))
+        .filter(|d| {
+            framehop_frames(&unwinder, &mut cache, d, &mut fh);
+            fh == d.info.truth
+        })
+        .collect();
+    let orcwalk_proven = dumps.iter().filter(|d| orcwalk_frames(d, &code, &cfg).is_some()).count();
+    let frames: usize = chosen.iter().map(|d| d.info.truth.len()).sum();
+    eprintln!(
+        "per_frame: {} of {} {build} stacks (orcwalk proves {orcwalk_proven}; framehop and orcwalk both exact on these), {frames} frames",
+        chosen.len(),
+        dumps.len()
+    );
+
+    let mut g = c.benchmark_group("per_frame");
+    g.throughput(Throughput::Elements(frames as u64));
+    g.bench_function("fp_chain", |b| b.iter(|| chosen.iter().map(|d| fp_chain(d)).sum::<usize>()));
+    g.bench_function("orcwalk", |b| {
+        b.iter(|| chosen.iter().map(|d| orcwalk_frames(d, &code, &cfg).unwrap_or(0)).sum::<usize>())
+    });
+    g.bench_function("framehop_cold", |b| {
+        let mut out = Vec::with_capacity(64);
+        b.iter(|| {
+            let mut n = 0;
+            for d in &chosen {
+                let mut cache = CacheAarch64::new();
+                framehop_frames(&unwinder, &mut cache, d, &mut out);
+                n += out.len();
+            }
+            n
+        })
+    });
+    g.bench_function("framehop_warm", |b| {
+        let mut out = Vec::with_capacity(64);
+        let mut cache = CacheAarch64::new();
+        b.iter(|| {
+            let mut n = 0;
+            for d in &chosen {
+                framehop_frames(&unwinder, &mut cache, d, &mut out);
+                n += out.len();
+            }
+            n
+        })
+    });
+    g.finish();
+}
+
+fn livepatch(c: &mut Criterion) {
+    use orcwalk_sim::synth::{Program, Rng, blocked_task};
+    let mut rng = Rng::new(6);
+    let program = Program::new(&mut rng);
+    let table_bytes = program.table_file();
+    let table = TableFile::parse(&table_bytes).expect("table").table;
+    let mut tasks = Vec::new();
+    while tasks.len() < 1000 {
+        let depth = 9 + rng.below(31) as u32;
+        if let Some(d) = blocked_task(&program, &mut rng, depth)
+            && (10..=40).contains(&d.info.truth.len())
+        {
+            tasks.push(d);
+        }
+    }
+    let i0 = &tasks[0].info;
+    let code =
+        TableCode { table, text_start: i0.text.0, text_end: i0.text.1, entry_start: i0.entry.0, entry_end: i0.entry.1 };
+    let verdicts = |policy: Policy| {
+        let mut reliable = 0;
+        for d in &tasks {
+            let i = &d.info;
+            let cfg = Config { policy, ..Config::kernel(i.layout) };
+            let start = Start::Call { pc: i.pc, sp: i.sp, fp: i.fp };
+            let v = walk(start, &cfg, d, &StackList { stacks: &i.stacks }, &code, &NoRecovery, |_: &Frame| true);
+            reliable += usize::from(v == Verdict::Reliable);
+        }
+        reliable
+    };
+    let frames: usize = tasks.iter().map(|d| d.info.truth.len()).sum();
+    eprintln!(
+        "livepatch: 1000 tasks, {frames} frames, orcwalk reliable {}, mainline reliable {}",
+        verdicts(Policy::Orcwalk),
+        verdicts(Policy::Mainline)
+    );
+    let mut g = c.benchmark_group("livepatch");
+    g.bench_function("1000_tasks/orcwalk", |b| b.iter(|| verdicts(Policy::Orcwalk)));
+    g.bench_function("1000_tasks/mainline", |b| b.iter(|| verdicts(Policy::Mainline)));
+    g.finish();
+}
+
+fn generation(c: &mut Criterion) {
+    let mut elves = vec![root().join("tests/fixtures/user/workload-gcc-O2")];
+    if let Some(v) = std::env::var_os("ORCWALK_BENCH_VMLINUX") {
+        elves.push(PathBuf::from(v));
+    }
+    let mut g = c.benchmark_group("generate");
+    g.sample_size(10);
+    for elf in elves {
+        let bytes = std::fs::read(&elf).expect("ELF");
+        g.throughput(Throughput::Bytes(bytes.len() as u64));
+        let name = elf.file_name().map_or("elf".into(), |n| n.to_string_lossy().into_owned());
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let image = orc_format::generate::ElfImage::parse(bytes.as_slice()).expect("ELF");
+                orc_format::generate::generate(&image).expect("table").entries.len()
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, per_frame, livepatch, generation);
+criterion_main!(benches);
