@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use orc_format::TableFile;
 use orcwalk::Policy;
+use orcwalk_sim::capture::kernel::{KernelPlan, KernelSymbols, capture_kernel};
 use orcwalk_sim::capture::{Plan, capture};
 use orcwalk_sim::dump::Dump;
 use orcwalk_sim::replay::{ChainSummary, Judgement, Summary, Trust, replay_with};
@@ -80,6 +81,34 @@ enum Cmd {
         signal: u8,
         program: PathBuf,
         args: Vec<String>,
+    },
+    /// Boot an arm64 kernel in qemu-system-aarch64 (gdbstub on 127.0.0.1), interrupt it at
+    /// pseudo-random times and write COUNT dumps of EL1 stops (task and IRQ stacks) with the truth
+    /// of a DWARF unwind over VMLINUX, plus vmlinux.orc built from its CFI.
+    CaptureKernel {
+        #[arg(long)]
+        kernel: PathBuf,
+        /// The matching debug vmlinux (from the -dbg package).
+        #[arg(long)]
+        vmlinux: PathBuf,
+        #[arg(long)]
+        initrd: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 300)]
+        count: u32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// pt_regs layout: v6.12 (no meta records), v6.13 (meta records), generic (generic entry).
+        #[arg(long, default_value = "v6.12")]
+        layout: String,
+        #[arg(long, default_value = "cortex-a57")]
+        cpu: String,
+        /// What the initramfs prints once it keeps the kernel busy.
+        #[arg(long, default_value = "orcwalk-init: busy")]
+        ready: String,
+        #[arg(long, default_value = "qemu-system-aarch64")]
+        qemu: String,
     },
     /// Write a seeded synthetic corpus: program.orc (with its gap and stale variants) and COUNT dumps.
     Gen {
@@ -351,6 +380,54 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             println!(
                 "    stale rows whose truth came from running the epilogue out: {} of {}",
                 stats.epilogues_run_out, stats.epilogue_attempts
+            );
+            for (why, n) in &stats.doubts {
+                println!("    truth incomplete ({n}): {why}");
+            }
+        }
+        Cmd::CaptureKernel { kernel, vmlinux, initrd, out, count, seed, layout, cpu, ready, qemu } => {
+            let layout = match layout.as_str() {
+                "v6.12" => orcwalk::KernelLayout::V6_12,
+                "v6.13" => orcwalk::KernelLayout::V6_13,
+                "generic" => orcwalk::KernelLayout::GENERIC_ENTRY,
+                other => return Err(format!("unknown layout {other} (v6.12, v6.13, generic)")),
+            };
+            let bytes = std::fs::read(&vmlinux).map_err(|e| format!("{}: {e}", vmlinux.display()))?;
+            let syms = KernelSymbols::read(&bytes).map_err(|e| format!("{}: {e}", vmlinux.display()))?;
+            let image = Image::parse(&bytes).map_err(|e| format!("{}: {e}", vmlinux.display()))?;
+            let orc = orc_format::generate::ElfImage::parse(bytes.as_slice())
+                .and_then(|i| orc_format::generate::generate(&i))
+                .map_err(|e| format!("{}: {e}", vmlinux.display()))?;
+            std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+            let table = orc.to_file_bytes().map_err(|e| format!("{}: {e}", vmlinux.display()))?;
+            std::fs::write(out.join("vmlinux.orc"), table).map_err(|e| format!("{}: {e}", out.display()))?;
+            let plan = KernelPlan {
+                qemu,
+                kernel,
+                initrd,
+                cpu,
+                samples: count,
+                seed,
+                layout,
+                ready,
+                table_path: "vmlinux.orc".into(),
+            };
+            let mut n = 0u32;
+            let stats = capture_kernel(&plan, &image, &syms, |dump| {
+                let path = out.join(format!("{n:05}.core"));
+                n += 1;
+                progress(n as usize, count as usize);
+                std::fs::write(&path, dump.write())
+            })
+            .map_err(|e| format!("{}: {e}", plan.kernel.display()))?;
+            println!(
+                "{}: {} dumps from {} stops ({} not at EL1, {} off the known stacks), truth complete in {}",
+                out.display(),
+                stats.samples,
+                stats.stops,
+                stats.not_el1,
+                stats.off_stack,
+                stats.complete
             );
             for (why, n) in &stats.doubts {
                 println!("    truth incomplete ({n}): {why}");

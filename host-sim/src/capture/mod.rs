@@ -10,6 +10,7 @@
 //! steps (0..`max_steps`) from the first instruction, so start-up code is sampled too. Timing
 //! makes runs differ: a regenerated corpus is equivalent, not identical.
 
+pub mod kernel;
 pub mod rsp;
 pub mod target;
 

@@ -13,6 +13,9 @@
 //! - every CFA lies above the sp of the frame below it, inside the dumped stack.
 
 pub mod insn;
+mod kernel;
+
+pub use kernel::{Boundary, KernelRules};
 
 use gimli::{
     AArch64, BaseAddresses, CfaRule, DebugFrame, EhFrame, EndianSlice, LittleEndian, Register, RegisterRule,
@@ -81,7 +84,13 @@ impl<'a> Image<'a> {
             let bytes = || s.data().map_err(|e| format!("{name}: {e}"));
             match name {
                 ".eh_frame" => eh = Some((bytes()?, s.address())),
-                ".debug_frame" => df = Some(DebugFrame::new(bytes()?, LittleEndian)),
+                ".debug_frame" => {
+                    let mut f = DebugFrame::new(bytes()?, LittleEndian);
+                    f.set_address_size(8);
+                    // Kernels built with pointer authentication use DW_CFA_AARCH64_negate_ra_state.
+                    f.set_vendor(gimli::Vendor::AArch64);
+                    df = Some(f);
+                }
                 ".eh_frame_hdr" => bases = bases.set_eh_frame_hdr(s.address()),
                 ".got" => bases = bases.set_got(s.address()),
                 ".text" => bases = bases.set_text(s.address()),
@@ -101,6 +110,7 @@ impl<'a> Image<'a> {
         let eh_frame = eh.map(|(d, addr)| {
             let mut f = EhFrame::new(d, LittleEndian);
             f.set_address_size(8);
+            f.set_vendor(gimli::Vendor::AArch64);
             (f, bases.clone().set_eh_frame(addr))
         });
         let build_id = file.build_id().ok().flatten().map(<[u8]>::to_vec).unwrap_or_default();
@@ -161,6 +171,17 @@ impl<'a> Image<'a> {
         }
     }
 
+    /// Unwinds a kernel sample: as [`Image::unwind`], plus the kernel's rules where CFI ends
+    /// (see [`KernelRules`]).
+    pub fn unwind_kernel(&self, regs: &[u64; 34], mem: &impl Memory, rules: &KernelRules) -> Truth {
+        let mut t = Truth { pcs: vec![regs[32]], complete: false, doubt: None };
+        match self.walk(regs, mem, Some(rules), &mut t.pcs) {
+            Ok(()) => t.complete = true,
+            Err(why) => t.doubt = Some(why),
+        }
+        t
+    }
+
     /// Whether the row covering `pc` is stale there (`None`: no usable row).
     pub fn stale_at(&self, pc: u64) -> Option<bool> {
         let row = self.row(&mut UnwindContext::new(), pc)?;
@@ -195,14 +216,73 @@ impl<'a> Image<'a> {
     /// Unwinds from registers (x0..x30, sp, pc as in `user_pt_regs`) over `mem`.
     pub fn unwind(&self, regs: &[u64; 34], mem: &impl Memory) -> Truth {
         let mut t = Truth { pcs: vec![regs[32]], complete: false, doubt: None };
-        match self.walk(regs, mem, &mut t.pcs) {
+        match self.walk(regs, mem, None, &mut t.pcs) {
             Ok(()) => t.complete = true,
             Err(why) => t.doubt = Some(why),
         }
         t
     }
 
-    fn walk(&self, regs: &[u64; 34], mem: &impl Memory, pcs: &mut Vec<u64>) -> Result<(), &'static str> {
+    /// The CFI rule at one frame, applied: the caller's CFA, return address and x29.
+    #[allow(clippy::too_many_arguments)]
+    fn step_cfi(
+        &self,
+        ctx: &mut UnwindContext<usize>,
+        mem: &impl Memory,
+        (pc, sp, fp, lr): (u64, u64, Option<u64>, Option<u64>),
+        innermost: bool,
+    ) -> Result<Option<(u64, u64, Option<u64>)>, &'static str> {
+        let at = if innermost { pc } else { pc - 4 };
+        let row = self.row(ctx, at).ok_or("no CFI covers the pc")?;
+        let rule = |r: Register| row.register(r).unwrap_or(RegisterRule::SameValue);
+        let (cfa_reg, cfa_off) = match *row.cfa() {
+            CfaRule::RegisterAndOffset { register, offset } => (register, offset),
+            CfaRule::Expression(_) => return Err("CFA is a DWARF expression"),
+        };
+        if rule(AArch64::X30) == RegisterRule::Undefined {
+            return Ok(None); // the outermost frame: nothing called it
+        }
+        if innermost && self.stale(&row, pc)? {
+            return Err(STALE);
+        }
+        let base = match cfa_reg {
+            AArch64::SP => Some(sp),
+            AArch64::X29 => fp,
+            _ => None,
+        }
+        .ok_or("CFA register unknown in this frame")?;
+        let cfa = base.checked_add_signed(cfa_off).ok_or("CFA overflows")?;
+        if cfa < sp || (cfa == sp && !innermost) {
+            return Err("CFA not above the frame's sp");
+        }
+        let value = |r: Register, current: Option<u64>| -> Result<Option<u64>, &'static str> {
+            Ok(match rule(r) {
+                RegisterRule::Undefined => None,
+                RegisterRule::SameValue => current,
+                RegisterRule::Offset(o) => {
+                    let a = cfa.checked_add_signed(o).ok_or("slot overflows")?;
+                    Some(mem.read_u64(a).ok_or("saved register outside the dumped stack")?)
+                }
+                RegisterRule::ValOffset(o) => cfa.checked_add_signed(o),
+                RegisterRule::Register(AArch64::X29) => fp,
+                RegisterRule::Register(AArch64::X30) => lr,
+                _ => return Err("register rule not modelled (expression, other register)"),
+            })
+        };
+        if !innermost && rule(AArch64::X30) == RegisterRule::SameValue {
+            return Err("return address in x30 at a call site");
+        }
+        let ra = value(AArch64::X30, lr)?.ok_or("return address unknown")?;
+        Ok(Some((cfa, ra, value(AArch64::X29, fp)?)))
+    }
+
+    fn walk(
+        &self,
+        regs: &[u64; 34],
+        mem: &impl Memory,
+        kernel: Option<&KernelRules>,
+        pcs: &mut Vec<u64>,
+    ) -> Result<(), &'static str> {
         let mut ctx = UnwindContext::new();
         let (mut pc, mut sp, mut fp, mut lr) = (regs[32], regs[31], Some(regs[29]), Some(regs[30]));
         let mut innermost = true;
@@ -214,47 +294,22 @@ impl<'a> Image<'a> {
                 return Err("pc outside the program's text (vdso, signal trampoline, library)");
             }
             let at = if innermost { pc } else { pc - 4 };
-            let row = self.row(&mut ctx, at).ok_or("no CFI covers the pc")?;
-            let rule = |r: Register| row.register(r).unwrap_or(RegisterRule::SameValue);
-            let (cfa_reg, cfa_off) = match *row.cfa() {
-                CfaRule::RegisterAndOffset { register, offset } => (register, offset),
-                CfaRule::Expression(_) => return Err("CFA is a DWARF expression"),
-            };
-            if rule(AArch64::X30) == RegisterRule::Undefined {
-                return Ok(()); // the outermost frame: nothing called it
-            }
-            if innermost && self.stale(&row, pc)? {
-                return Err(STALE);
-            }
-            let base = match cfa_reg {
-                AArch64::SP => Some(sp),
-                AArch64::X29 => fp,
-                _ => None,
-            }
-            .ok_or("CFA register unknown in this frame")?;
-            let cfa = base.checked_add_signed(cfa_off).ok_or("CFA overflows")?;
-            if cfa < sp || (cfa == sp && !innermost) {
-                return Err("CFA not above the frame's sp");
-            }
-            let value = |r: Register, current: Option<u64>| -> Result<Option<u64>, &'static str> {
-                Ok(match rule(r) {
-                    RegisterRule::Undefined => None,
-                    RegisterRule::SameValue => current,
-                    RegisterRule::Offset(o) => {
-                        let a = cfa.checked_add_signed(o).ok_or("slot overflows")?;
-                        Some(mem.read_u64(a).ok_or("saved register outside the dumped stack")?)
+            let step = match kernel.filter(|k| k.keeps_record(at)) {
+                // CFI-less assembly that keeps a frame record at x29 (call_on_irq_stack): at its
+                // call site the record is the frame; mid-function its state is unknown.
+                Some(_) if innermost => return Err("pc in CFI-less assembly"),
+                Some(_) => {
+                    let fp = fp.ok_or("x29 unknown")?;
+                    if fp < sp {
+                        return Err("frame record below sp");
                     }
-                    RegisterRule::ValOffset(o) => cfa.checked_add_signed(o),
-                    RegisterRule::Register(AArch64::X29) => fp,
-                    RegisterRule::Register(AArch64::X30) => lr,
-                    _ => return Err("register rule not modelled (expression, other register)"),
-                })
+                    let ra = mem.read_u64(fp + 8).ok_or("frame record outside the dumped stacks")?;
+                    let next = mem.read_u64(fp).ok_or("frame record outside the dumped stacks")?;
+                    Some((fp + 16, ra, Some(next)))
+                }
+                None => self.step_cfi(&mut ctx, mem, (pc, sp, fp, lr), innermost)?,
             };
-            if !innermost && rule(AArch64::X30) == RegisterRule::SameValue {
-                return Err("return address in x30 at a call site");
-            }
-            let ra = value(AArch64::X30, lr)?.ok_or("return address unknown")?;
-            let next_fp = value(AArch64::X29, fp)?;
+            let Some((cfa, ra, next_fp)) = step else { return Ok(()) };
             if !self.is_text(ra) {
                 return Err("return address outside the program's text (vdso, signal trampoline, library)");
             }
@@ -266,6 +321,17 @@ impl<'a> Image<'a> {
             pcs.push(ra);
             (pc, sp, fp, lr) = (ra, cfa, next_fp, None);
             innermost = false;
+            if let Some(k) = kernel {
+                match k.boundary(cfa, ra, mem)? {
+                    Boundary::None => {}
+                    Boundary::EndOfTask => return Ok(()),
+                    Boundary::Exception { pc: p, sp: s, fp: f, lr: l } => {
+                        pcs.push(p);
+                        (pc, sp, fp, lr) = (p, s, Some(f), Some(l));
+                        innermost = true;
+                    }
+                }
+            }
         }
     }
 }

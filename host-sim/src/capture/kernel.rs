@@ -1,0 +1,268 @@
+//! Capturing real kernel stacks: boot an arm64 kernel in qemu-system-aarch64 (gdbstub on
+//! 127.0.0.1), interrupt it at pseudo-random times, keep the stops taken at EL1, and write one
+//! dump per stop with the task stack, the IRQ stack and the truth of a DWARF unwind over the
+//! debug vmlinux (with the kernel rules of [`crate::truth::KernelRules`]).
+//!
+//! qemu runs one instruction per translated block, so an interrupt can stop the kernel at any
+//! instruction, not only at block starts. The truth is computed from the dumped memory only.
+
+use std::collections::BTreeMap;
+use std::io::{self, BufRead, BufReader};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use object::{Object, ObjectSymbol};
+use orcwalk::{KernelLayout, StackInfo, StackKind};
+
+use super::rsp::{Client, Stop};
+use crate::dump::{Dump, Region, SampleInfo};
+use crate::synth::Rng;
+use crate::truth::{Image, KernelRules};
+
+/// THREAD_SIZE and IRQ_STACK_SIZE with 4 KiB pages.
+const STACK_SIZE: u64 = 0x4000;
+
+/// The symbols a capture needs from the debug vmlinux.
+#[derive(Clone, Debug)]
+pub struct KernelSymbols {
+    pub text: (u64, u64),
+    pub entry: (u64, u64),
+    pub per_cpu_offset: u64,
+    pub irq_stack_ptr: u64,
+    pub record_keepers: Vec<(u64, u64)>,
+}
+
+impl KernelSymbols {
+    pub fn read(vmlinux: &[u8]) -> Result<KernelSymbols, String> {
+        let file = object::File::parse(vmlinux).map_err(|e| e.to_string())?;
+        let mut by_name = BTreeMap::new();
+        for s in file.symbols() {
+            if let Ok(n) = s.name()
+                && matches!(
+                    n,
+                    "_stext"
+                        | "_etext"
+                        | "__entry_text_start"
+                        | "__entry_text_end"
+                        | "__per_cpu_offset"
+                        | "irq_stack_ptr"
+                        | "call_on_irq_stack"
+                )
+            {
+                by_name.insert(n.to_string(), (s.address(), s.size()));
+            }
+        }
+        let get = |n: &str| by_name.get(n).copied().ok_or(format!("vmlinux has no symbol {n}"));
+        let keeper = get("call_on_irq_stack")?;
+        if keeper.1 == 0 {
+            return Err("call_on_irq_stack has no size".into());
+        }
+        Ok(KernelSymbols {
+            text: (get("_stext")?.0, get("_etext")?.0),
+            entry: (get("__entry_text_start")?.0, get("__entry_text_end")?.0),
+            per_cpu_offset: get("__per_cpu_offset")?.0,
+            irq_stack_ptr: get("irq_stack_ptr")?.0,
+            record_keepers: vec![(keeper.0, keeper.0 + keeper.1)],
+        })
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct KernelPlan {
+    pub qemu: String,
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub cpu: String,
+    pub samples: u32,
+    pub seed: u64,
+    pub layout: KernelLayout,
+    /// Printed on the console by the initramfs once it is busy: sampling starts then.
+    pub ready: String,
+    pub table_path: String,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct KernelStats {
+    pub stops: u32,
+    pub not_el1: u32,
+    pub off_stack: u32,
+    pub samples: u32,
+    pub complete: u32,
+    pub doubts: BTreeMap<&'static str, u32>,
+}
+
+struct Guest {
+    child: Child,
+    client: Client,
+}
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn boot(plan: &KernelPlan) -> io::Result<Guest> {
+    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port();
+    let mut child = Command::new(&plan.qemu)
+        .args(["-M", "virt", "-cpu", &plan.cpu, "-m", "512", "-nographic", "-nic", "none", "-no-reboot"])
+        .args(["-accel", "tcg,one-insn-per-tb=on"])
+        .arg("-kernel")
+        .arg(&plan.kernel)
+        .arg("-initrd")
+        .arg(&plan.initrd)
+        .args(["-append", "console=ttyAMA0 nokaslr panic=-1 cryptomgr.notests"])
+        .args(["-gdb", &format!("tcp:127.0.0.1:{port}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", plan.qemu)))?;
+    // Wait for the initramfs to say it is busy.
+    let out = child.stdout.take().ok_or_else(|| io::Error::other("no console"))?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let ready = plan.ready.clone();
+    std::thread::spawn(move || {
+        let mut said = false;
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if !said && line.contains(&ready) {
+                said = true;
+                let _ = tx.send(());
+            }
+        }
+    });
+    if rx.recv_timeout(Duration::from_secs(180)).is_err() {
+        let _ = child.kill();
+        return Err(io::Error::other(format!("the guest did not print {:?} within 180 s", plan.ready)));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let stream = loop {
+        match TcpStream::connect((Ipv4Addr::LOCALHOST, port)) {
+            Ok(s) => break s,
+            Err(e) if Instant::now() > deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    Ok(Guest { child, client: Client::connect(stream)? })
+}
+
+fn read_u64(c: &mut Client, addr: u64) -> io::Result<Option<u64>> {
+    Ok(c.memory(addr, 8)?.and_then(|b| b.try_into().ok()).map(u64::from_le_bytes))
+}
+
+/// The task stack of a stop on the IRQ stack: follow x29 records until one leaves it.
+fn task_stack_from_irq(c: &mut Client, mut fp: u64, irq: (u64, u64)) -> io::Result<Option<u64>> {
+    for _ in 0..64 {
+        if fp == 0 || fp % 8 != 0 {
+            return Ok(None);
+        }
+        if !(irq.0 <= fp && fp < irq.1) {
+            return Ok(Some(fp & !(STACK_SIZE - 1)));
+        }
+        let Some(next) = read_u64(c, fp)? else { return Ok(None) };
+        fp = next;
+    }
+    Ok(None)
+}
+
+/// Boots the kernel and writes `plan.samples` EL1 stops to `sink`.
+pub fn capture_kernel(
+    plan: &KernelPlan,
+    image: &Image,
+    syms: &KernelSymbols,
+    mut sink: impl FnMut(Dump) -> io::Result<()>,
+) -> io::Result<KernelStats> {
+    let mut rng = Rng::new(plan.seed);
+    let mut stats = KernelStats::default();
+    let mut g = boot(plan)?;
+    let c = &mut g.client;
+    let _ = c.status()?;
+    let off = read_u64(c, syms.per_cpu_offset)?.ok_or_else(|| io::Error::other("cannot read __per_cpu_offset"))?;
+    let irq_base = read_u64(c, syms.irq_stack_ptr.wrapping_add(off))?
+        .ok_or_else(|| io::Error::other("cannot read irq_stack_ptr"))?;
+    let irq = (irq_base, irq_base + STACK_SIZE);
+    while stats.samples < plan.samples {
+        c.resume(0)?;
+        std::thread::sleep(Duration::from_micros(2000 + rng.below(20_000)));
+        c.interrupt()?;
+        match c.wait()? {
+            Stop::Signal(_) => {}
+            other => return Err(io::Error::other(format!("guest ended: {other:?}"))),
+        }
+        stats.stops += 1;
+        let regs = c.registers()?;
+        if (regs[33] >> 2) & 3 != 1 {
+            stats.not_el1 += 1;
+            continue;
+        }
+        let sp = regs[31];
+        let task_low = if irq.0 <= sp && sp < irq.1 {
+            task_stack_from_irq(c, regs[29], irq)?
+        } else {
+            Some(sp.wrapping_sub(1) & !(STACK_SIZE - 1))
+        };
+        let Some(task_low) = task_low else {
+            stats.off_stack += 1;
+            continue;
+        };
+        let (Some(task), Some(irq_data)) = (c.memory(task_low, STACK_SIZE as usize)?, c.memory(irq.0, STACK_SIZE as usize)?)
+        else {
+            stats.off_stack += 1;
+            continue;
+        };
+        let task_high = task_low + STACK_SIZE;
+        let on_known = (task_low <= sp && sp <= task_high) || (irq.0 <= sp && sp < irq.1);
+        if !on_known {
+            stats.off_stack += 1;
+            continue;
+        }
+        let info = SampleInfo {
+            kernel: true,
+            start_regs: true,
+            task_stack_only: false,
+            layout: plan.layout,
+            text: syms.text,
+            entry: syms.entry,
+            pc: regs[32],
+            sp,
+            fp: regs[29],
+            lr: regs[30],
+            fgraph_return: 0,
+            kretprobe_trampoline: 0,
+            stacks: vec![
+                StackInfo { low: task_low, high: task_high, kind: StackKind::Task },
+                StackInfo { low: irq.0, high: irq.1, kind: StackKind::Irq },
+            ],
+            truth: Vec::new(),
+            truth_complete: false,
+            recover: Vec::new(),
+            image_id: image.build_id.clone(),
+            image_path: plan.table_path.clone(),
+        };
+        let regions = vec![
+            Region { vaddr: task_low, data: task, exec: false },
+            Region { vaddr: irq.0, data: irq_data, exec: false },
+        ];
+        let mut dump = Dump { regs, info, regions };
+        let rules = KernelRules {
+            layout: plan.layout,
+            entry: syms.entry,
+            record_keepers: syms.record_keepers.clone(),
+            task_regs: task_high - plan.layout.pt_regs_size,
+        };
+        let truth = image.unwind_kernel(&regs, &dump, &rules);
+        dump.info.truth = truth.pcs;
+        dump.info.truth_complete = truth.complete;
+        stats.samples += 1;
+        match truth.doubt {
+            None => stats.complete += 1,
+            Some(d) => *stats.doubts.entry(d).or_default() += 1,
+        }
+        sink(dump)?;
+    }
+    Ok(stats)
+}
