@@ -130,6 +130,7 @@ pub fn generate_with(image: &ElfImage<'_>, options: Options) -> Result<Generated
     }
     stats.fdes_used = spans.len() as u64;
     (stats.stale_rows_cut, stats.stale_bytes_cut) = (cuts.rows, cuts.bytes);
+    stats.stale_examples = cuts.first.iter().take(cuts.rows as usize).map(|&a| image.symbolize(a)).collect();
     stats.entries = ips.len() as u64;
     stats.functions_without_cfi = image
         .symbols

@@ -33,6 +33,18 @@ fn live(e: &OrcEntry) -> Option<Regs> {
 pub struct Cuts {
     pub rows: u64,
     pub bytes: u64,
+    /// The first few addresses where a cut starts, for the statistics.
+    pub first: [u64; 8],
+}
+
+impl Cuts {
+    fn add(&mut self, from: u64, to: u64) {
+        if let Some(slot) = usize::try_from(self.rows).ok().and_then(|i| self.first.get_mut(i)) {
+            *slot = from;
+        }
+        self.rows += 1;
+        self.bytes += to - from;
+    }
 }
 
 /// Rows `(start, entry)` of one function ending at `end`, with every stale stretch replaced by
@@ -61,12 +73,10 @@ pub fn cut(
             if stale_from == start {
                 out.pop();
                 out.push((start, OrcEntry::UNDEFINED));
-                cuts.rows += 1;
-                cuts.bytes += row_end - start;
+                cuts.add(start, row_end);
             } else if stale_from < row_end {
                 out.push((stale_from, OrcEntry::UNDEFINED));
-                cuts.rows += 1;
-                cuts.bytes += row_end - stale_from;
+                cuts.add(stale_from, row_end);
             }
             break;
         }
@@ -103,7 +113,7 @@ mod tests {
         let mut cuts = Cuts::default();
         let rows = cut(&[(0x00, entry), (0x10, body)], 0x24, insn, &mut cuts);
         assert_eq!(rows, vec![(0x00, entry), (0x0c, OrcEntry::UNDEFINED), (0x10, body), (0x20, OrcEntry::UNDEFINED)]);
-        assert_eq!(cuts, Cuts { rows: 2, bytes: 8 });
+        assert_eq!((cuts.rows, cuts.bytes, cuts.first[..2].to_vec()), (2, 8, vec![0x0c, 0x20]));
     }
 
     /// gcc describes every change right after it: nothing to cut.
@@ -131,6 +141,6 @@ mod tests {
         let mut cuts = Cuts::default();
         let rows = cut(&[(0x100, entry)], 0x110, |_| None, &mut cuts);
         assert_eq!(rows, vec![(0x100, OrcEntry::UNDEFINED)]);
-        assert_eq!(cuts, Cuts { rows: 1, bytes: 16 });
+        assert_eq!((cuts.rows, cuts.bytes), (1, 16));
     }
 }

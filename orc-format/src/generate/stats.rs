@@ -18,6 +18,8 @@ pub struct Stats {
     /// Stale stretches of rows (an instruction changed what the row relies on) made UNDEFINED.
     pub stale_rows_cut: u64,
     pub stale_bytes_cut: u64,
+    /// Where the first cuts start (`symbol+offset`).
+    pub stale_examples: Vec<String>,
     pub entries: u64,
     pub text_bytes: u64,
     pub covered_bytes: u64,
@@ -64,6 +66,9 @@ impl fmt::Display for Stats {
             "stale rows cut:    {} ({} bytes of text made UNDEFINED: an instruction changed the CFA register, x29 or x30 under the row)",
             self.stale_rows_cut, self.stale_bytes_cut
         )?;
+        for at in &self.stale_examples {
+            writeln!(f, "    from {at}")?;
+        }
         writeln!(f, "ORC entries:       {}", self.entries)?;
         writeln!(
             f,
