@@ -31,9 +31,10 @@ fn kernel_corpora_have_no_false_reliable_and_keep_their_coverage() {
     for (kernel, floor, trusting_floor) in KERNELS {
         let dumps = load(kernel);
         assert!(dumps.len() >= 300, "{kernel}: {} samples", dumps.len());
-        let table_bytes =
-            std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/kernel").join(kernel).join("vmlinux.orc"))
-                .unwrap();
+        let table_bytes = std::fs::read(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/kernel").join(kernel).join("vmlinux.orc"),
+        )
+        .unwrap();
         let table = TableFile::parse(&table_bytes).unwrap();
         let trusting = Trust { fp_cfa: true, orc_only_frames: true };
         let (mut orc, mut mainline, mut trusted) = (Summary::default(), Summary::default(), Summary::default());
@@ -41,7 +42,8 @@ fn kernel_corpora_have_no_false_reliable_and_keep_their_coverage() {
             assert!(d.info.kernel, "{}: not a kernel sample", path.display());
             assert_eq!(d.info.image_id, table.build_id(), "{}: captured from another vmlinux", path.display());
             orc.add(d.info.truth_complete, replay_with(d, table.table, Policy::Orcwalk, Trust::default()).judgement);
-            mainline.add(d.info.truth_complete, replay_with(d, table.table, Policy::Mainline, Trust::default()).judgement);
+            mainline
+                .add(d.info.truth_complete, replay_with(d, table.table, Policy::Mainline, Trust::default()).judgement);
             trusted.add(d.info.truth_complete, replay_with(d, table.table, Policy::Orcwalk, trusting).judgement);
         }
         println!("{kernel}: orcwalk {orc:?}\n{kernel}: mainline {mainline:?}\n{kernel}: both opt-ins {trusted:?}");

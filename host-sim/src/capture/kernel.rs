@@ -209,7 +209,8 @@ pub fn capture_kernel(
             stats.off_stack += 1;
             continue;
         };
-        let (Some(task), Some(irq_data)) = (c.memory(task_low, STACK_SIZE as usize)?, c.memory(irq.0, STACK_SIZE as usize)?)
+        let (Some(task), Some(irq_data)) =
+            (c.memory(task_low, STACK_SIZE as usize)?, c.memory(irq.0, STACK_SIZE as usize)?)
         else {
             stats.off_stack += 1;
             continue;
