@@ -157,7 +157,7 @@ fn read_u64(c: &mut Client, addr: u64) -> io::Result<Option<u64>> {
 /// The task stack of a stop on the IRQ stack: follow x29 records until one leaves it.
 fn task_stack_from_irq(c: &mut Client, mut fp: u64, irq: (u64, u64)) -> io::Result<Option<u64>> {
     for _ in 0..64 {
-        if fp == 0 || fp % 8 != 0 {
+        if fp == 0 || !fp.is_multiple_of(8) {
             return Ok(None);
         }
         if !(irq.0 <= fp && fp < irq.1) {

@@ -26,6 +26,13 @@ use orcwalk::Memory;
 
 type Slice<'a> = EndianSlice<'a, LittleEndian>;
 
+/// What one unwinding step found: the caller's CFA (its sp), return address and x29.
+struct Caller {
+    cfa: u64,
+    ra: u64,
+    fp: Option<u64>,
+}
+
 /// The doubt of a row that no longer describes the pc.
 pub const STALE: &str = "CFI row is stale at the pc (an instruction since its start changed sp, x29 or x30)";
 
@@ -223,15 +230,14 @@ impl<'a> Image<'a> {
         t
     }
 
-    /// The CFI rule at one frame, applied: the caller's CFA, return address and x29.
-    #[allow(clippy::too_many_arguments)]
+    /// The CFI rule at one frame, applied; `None` at the outermost frame.
     fn step_cfi(
         &self,
         ctx: &mut UnwindContext<usize>,
         mem: &impl Memory,
         (pc, sp, fp, lr): (u64, u64, Option<u64>, Option<u64>),
         innermost: bool,
-    ) -> Result<Option<(u64, u64, Option<u64>)>, &'static str> {
+    ) -> Result<Option<Caller>, &'static str> {
         let at = if innermost { pc } else { pc - 4 };
         let row = self.row(ctx, at).ok_or("no CFI covers the pc")?;
         let rule = |r: Register| row.register(r).unwrap_or(RegisterRule::SameValue);
@@ -273,7 +279,7 @@ impl<'a> Image<'a> {
             return Err("return address in x30 at a call site");
         }
         let ra = value(AArch64::X30, lr)?.ok_or("return address unknown")?;
-        Ok(Some((cfa, ra, value(AArch64::X29, fp)?)))
+        Ok(Some(Caller { cfa, ra, fp: value(AArch64::X29, fp)? }))
     }
 
     fn walk(
@@ -305,11 +311,11 @@ impl<'a> Image<'a> {
                     }
                     let ra = mem.read_u64(fp + 8).ok_or("frame record outside the dumped stacks")?;
                     let next = mem.read_u64(fp).ok_or("frame record outside the dumped stacks")?;
-                    Some((fp + 16, ra, Some(next)))
+                    Some(Caller { cfa: fp + 16, ra, fp: Some(next) })
                 }
                 None => self.step_cfi(&mut ctx, mem, (pc, sp, fp, lr), innermost)?,
             };
-            let Some((cfa, ra, next_fp)) = step else { return Ok(()) };
+            let Some(Caller { cfa, ra, fp: next_fp }) = step else { return Ok(()) };
             if !self.is_text(ra) {
                 return Err("return address outside the program's text (vdso, signal trampoline, library)");
             }
