@@ -31,13 +31,7 @@ fn root() -> PathBuf {
 
 fn user_dumps(build: &str) -> Vec<Dump> {
     let dir = root().join("tests/corpus/user").join(build);
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("user corpus")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "core"))
-        .collect();
-    paths.sort();
-    paths.iter().map(|p| Dump::parse(&std::fs::read(p).expect("dump")).expect("valid dump")).collect()
+    orcwalk_sim::dump::load_dir(&dir).expect("user corpus").into_iter().map(|(_, d)| d).collect()
 }
 
 fn user_config() -> Config {

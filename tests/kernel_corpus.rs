@@ -16,14 +16,8 @@ use orcwalk_sim::replay::{Summary, Trust, replay_with};
 const KERNELS: [(&str, f64, f64); 2] = [("6.12-cloud", 0.15, 0.75), ("7.2-rt", 0.17, 0.72)];
 
 fn load(kernel: &str) -> Vec<(PathBuf, Dump)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/kernel").join(kernel);
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "core"))
-        .collect();
-    paths.sort();
-    paths.into_iter().map(|p| (p.clone(), Dump::parse(&std::fs::read(&p).unwrap()).unwrap())).collect()
+    orcwalk_sim::dump::load_dir(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/kernel").join(kernel))
+        .unwrap()
 }
 
 #[test]

@@ -21,14 +21,7 @@ fn root() -> PathBuf {
 }
 
 fn load(build: &str) -> Vec<(PathBuf, Dump)> {
-    let dir = root().join("tests/corpus/user").join(build);
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "core"))
-        .collect();
-    paths.sort();
-    paths.into_iter().map(|p| (p.clone(), Dump::parse(&std::fs::read(&p).unwrap()).unwrap())).collect()
+    orcwalk_sim::dump::load_dir(&root().join("tests/corpus/user").join(build)).unwrap()
 }
 
 fn elf(build: &str) -> PathBuf {

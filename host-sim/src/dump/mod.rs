@@ -27,3 +27,21 @@ pub enum DumpError {
     #[error("NT_PRSTATUS is {0} bytes, expected 392")]
     BadPrstatus(usize),
 }
+
+/// Every `*.core` dump directly in `dir`, sorted by name, parsed.
+pub fn load_dir(dir: &std::path::Path) -> Result<Vec<(std::path::PathBuf, Dump)>, String> {
+    let mut paths: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "core"))
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|p| {
+            let bytes = std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+            let dump = Dump::parse(&bytes).map_err(|e| format!("{}: {e}", p.display()))?;
+            Ok((p, dump))
+        })
+        .collect()
+}

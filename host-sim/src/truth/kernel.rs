@@ -72,3 +72,77 @@ impl KernelRules {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    struct Words(BTreeMap<u64, u64>);
+
+    impl Memory for Words {
+        fn read_u64(&self, addr: u64) -> Option<u64> {
+            self.0.get(&addr).copied()
+        }
+    }
+
+    const ENTRY: (u64, u64) = (0xffff_8000_8001_0000, 0xffff_8000_8001_4000);
+    const TOP: u64 = 0xffff_8000_8200_4000;
+
+    fn rules() -> KernelRules {
+        let layout = KernelLayout::V6_12;
+        KernelRules { layout, entry: ENTRY, record_keepers: vec![(0x100, 0x140)], task_regs: TOP - layout.pt_regs_size }
+    }
+
+    /// pt_regs at `regs` of an exception taken at EL1h from `pc` with sp right above them.
+    fn el1_regs(regs: u64, pc: u64) -> Words {
+        let l = KernelLayout::V6_12;
+        let mut m = BTreeMap::new();
+        m.insert(regs + l.pc, pc);
+        m.insert(regs + l.sp, regs + l.pt_regs_size);
+        m.insert(regs + l.x29, 0x1111);
+        m.insert(regs + l.x30, 0x2222);
+        m.insert(regs + l.pstate, 0x3c5);
+        Words(m)
+    }
+
+    #[test]
+    fn the_task_pt_regs_end_the_stack() {
+        let r = rules();
+        assert_eq!(r.boundary(r.task_regs, 0xffff_8000_8002_0000, &Words(BTreeMap::new())), Ok(Boundary::EndOfTask));
+    }
+
+    #[test]
+    fn a_return_into_entry_text_crosses_an_el1_exception() {
+        let r = rules();
+        let regs = TOP - 0x1000;
+        let mem = el1_regs(regs, 0xffff_8000_8050_0000);
+        assert_eq!(
+            r.boundary(regs, ENTRY.0 + 0x40, &mem),
+            Ok(Boundary::Exception { pc: 0xffff_8000_8050_0000, sp: regs + 336, fp: 0x1111, lr: 0x2222 })
+        );
+        // Not an exception: a return into ordinary text.
+        assert_eq!(r.boundary(regs, ENTRY.1 + 0x40, &mem), Ok(Boundary::None));
+    }
+
+    #[test]
+    fn entry_text_without_el1_regs_at_the_cfa_is_doubted() {
+        let r = rules();
+        let regs = TOP - 0x1000;
+        let mut mem = el1_regs(regs, 0x1234);
+        mem.0.insert(regs + KernelLayout::V6_12.pstate, 0); // EL0
+        assert!(r.boundary(regs, ENTRY.0, &mem).is_err());
+        let mut mem = el1_regs(regs, 0x1234);
+        mem.0.insert(regs + KernelLayout::V6_12.sp, regs + 0x200); // not right below the sp
+        assert!(r.boundary(regs, ENTRY.0, &mem).is_err());
+        assert!(r.boundary(regs, ENTRY.0, &Words(BTreeMap::new())).is_err(), "unreadable regs");
+    }
+
+    #[test]
+    fn record_keepers_by_address() {
+        let r = rules();
+        assert!(r.keeps_record(0x100) && r.keeps_record(0x13c));
+        assert!(!r.keeps_record(0x140) && !r.keeps_record(0xfc));
+    }
+}
