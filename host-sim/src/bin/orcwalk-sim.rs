@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use orc_format::TableFile;
 use orcwalk::Policy;
-use orcwalk_sim::capture::kernel::{KernelPlan, KernelSymbols, capture_kernel};
+use orcwalk_sim::capture::kernel::{KernelPlan, KernelSymbols, TaskOffsets, capture_kernel};
 use orcwalk_sim::capture::{Plan, capture};
 use orcwalk_sim::dump::Dump;
 use orcwalk_sim::replay::{ChainSummary, Judgement, Summary, Trust, replay_with};
@@ -104,6 +104,10 @@ enum Cmd {
         layout: String,
         #[arg(long, default_value = "cortex-a57")]
         cpu: String,
+        /// Also sample this many blocked tasks per EL1 stop (from their saved cpu_context, as
+        /// livepatch walks them) into DIR/blocked; 0 for none. Needs gdb-multiarch.
+        #[arg(long, default_value_t = 1)]
+        blocked: u32,
         /// What the initramfs prints once it keeps the kernel busy.
         #[arg(long, default_value = "orcwalk-init: busy")]
         ready: String,
@@ -385,7 +389,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 println!("    truth incomplete ({n}): {why}");
             }
         }
-        Cmd::CaptureKernel { kernel, vmlinux, initrd, out, count, seed, layout, cpu, ready, qemu } => {
+        Cmd::CaptureKernel { kernel, vmlinux, initrd, out, count, seed, layout, cpu, blocked, ready, qemu } => {
             let layout = match layout.as_str() {
                 "v6.12" => orcwalk::KernelLayout::V6_12,
                 "v6.13" => orcwalk::KernelLayout::V6_13,
@@ -411,15 +415,41 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 layout,
                 ready,
                 table_path: "vmlinux.orc".into(),
+                blocked: match blocked {
+                    0 => None,
+                    n => Some((n, TaskOffsets::read(&vmlinux)?)),
+                },
             };
-            let mut n = 0u32;
-            let stats = capture_kernel(&plan, &image, &syms, |dump| {
-                let path = out.join(format!("{n:05}.core"));
-                n += 1;
-                progress(n as usize, count as usize);
-                std::fs::write(&path, dump.write())
-            })
+            let blocked_dir = out.join("blocked");
+            if blocked > 0 {
+                std::fs::create_dir_all(&blocked_dir).map_err(|e| format!("{}: {e}", blocked_dir.display()))?;
+            }
+            let (mut n, mut b) = (0u32, 0u32);
+            let stats = capture_kernel(
+                &plan,
+                &image,
+                &syms,
+                |dump| {
+                    let path = out.join(format!("{n:05}.core"));
+                    n += 1;
+                    progress(n as usize, count as usize);
+                    std::fs::write(&path, dump.write())
+                },
+                |dump| {
+                    let path = blocked_dir.join(format!("{b:05}.core"));
+                    b += 1;
+                    std::fs::write(&path, dump.write())
+                },
+            )
             .map_err(|e| format!("{}: {e}", plan.kernel.display()))?;
+            if blocked > 0 {
+                println!(
+                    "{}: {} blocked tasks, truth complete in {}",
+                    blocked_dir.display(),
+                    stats.blocked,
+                    stats.blocked_complete
+                );
+            }
             println!(
                 "{}: {} dumps from {} stops ({} not at EL1, {} off the known stacks), truth complete in {}",
                 out.display(),

@@ -69,6 +69,51 @@ impl KernelSymbols {
     }
 }
 
+/// Where the fields a blocked task's walk needs sit in `struct task_struct`, from the debug
+/// vmlinux (asked of gdb-multiarch, once per capture).
+#[derive(Clone, Copy, Debug)]
+pub struct TaskOffsets {
+    pub init_task: u64,
+    pub tasks: u64,
+    pub stack: u64,
+    pub on_cpu: u64,
+    pub cpu_context: u64,
+    pub ctx_fp: u64,
+    pub ctx_sp: u64,
+    pub ctx_pc: u64,
+}
+
+impl TaskOffsets {
+    pub fn read(vmlinux: &std::path::Path) -> Result<TaskOffsets, String> {
+        let exprs = [
+            "(long)&init_task",
+            "(long)&((struct task_struct*)0)->tasks",
+            "(long)&((struct task_struct*)0)->stack",
+            "(long)&((struct task_struct*)0)->on_cpu",
+            "(long)&((struct task_struct*)0)->thread.cpu_context",
+            "(long)&((struct cpu_context*)0)->fp",
+            "(long)&((struct cpu_context*)0)->sp",
+            "(long)&((struct cpu_context*)0)->pc",
+        ];
+        let mut cmd = Command::new("gdb-multiarch");
+        cmd.args(["-nx", "-batch"]);
+        for e in exprs {
+            cmd.arg("-ex").arg(format!("print/d {e}"));
+        }
+        let out = cmd.arg(vmlinux).output().map_err(|e| format!("gdb-multiarch: {e}"))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let v: Vec<u64> = text
+            .lines()
+            .filter_map(|l| l.split_once(" = ").and_then(|(_, v)| v.trim().parse::<i64>().ok()))
+            .map(|v| v as u64)
+            .collect();
+        let [init_task, tasks, stack, on_cpu, cpu_context, ctx_fp, ctx_sp, ctx_pc] = v[..] else {
+            return Err(format!("gdb-multiarch could not read task_struct offsets: {text}"));
+        };
+        Ok(TaskOffsets { init_task, tasks, stack, on_cpu, cpu_context, ctx_fp, ctx_sp, ctx_pc })
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct KernelPlan {
     pub qemu: String,
@@ -81,6 +126,8 @@ pub struct KernelPlan {
     /// Printed on the console by the initramfs once it is busy: sampling starts then.
     pub ready: String,
     pub table_path: String,
+    /// Blocked tasks sampled per EL1 stop (livepatch's case), with these offsets.
+    pub blocked: Option<(u32, TaskOffsets)>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -91,6 +138,8 @@ pub struct KernelStats {
     pub samples: u32,
     pub complete: u32,
     pub doubts: BTreeMap<&'static str, u32>,
+    pub blocked: u32,
+    pub blocked_complete: u32,
 }
 
 struct Guest {
@@ -169,12 +218,98 @@ fn task_stack_from_irq(c: &mut Client, mut fp: u64, irq: (u64, u64)) -> io::Resu
     Ok(None)
 }
 
+/// Up to `n` blocked tasks (not on a CPU), chosen at random from the task list, each as a dump
+/// that starts from its saved `cpu_context` (a call-site start on its task stack only).
+#[allow(clippy::too_many_arguments)]
+fn blocked_tasks(
+    c: &mut Client,
+    rng: &mut Rng,
+    n: u32,
+    o: &TaskOffsets,
+    image: &Image,
+    syms: &KernelSymbols,
+    plan: &KernelPlan,
+    stats: &mut KernelStats,
+) -> io::Result<Vec<Dump>> {
+    let head = o.init_task + o.tasks;
+    let mut tasks = Vec::new();
+    let mut at = read_u64(c, head)?.unwrap_or(head);
+    while at != head && tasks.len() < 1024 {
+        tasks.push(at - o.tasks);
+        let Some(next) = read_u64(c, at)? else { break };
+        at = next;
+    }
+    let mut out = Vec::new();
+    for _ in 0..n {
+        if tasks.is_empty() {
+            break;
+        }
+        let t = tasks.swap_remove(rng.below(tasks.len() as u64) as usize);
+        let Some(on_cpu) = c.memory(t + o.on_cpu, 4)? else { continue };
+        if on_cpu != [0, 0, 0, 0] {
+            continue;
+        }
+        let ctx = t + o.cpu_context;
+        let (Some(fp), Some(sp), Some(pc), Some(stack)) = (
+            read_u64(c, ctx + o.ctx_fp)?,
+            read_u64(c, ctx + o.ctx_sp)?,
+            read_u64(c, ctx + o.ctx_pc)?,
+            read_u64(c, t + o.stack)?,
+        ) else {
+            continue;
+        };
+        if !(stack < sp && sp <= stack + STACK_SIZE) {
+            continue;
+        }
+        // A blocked task's frames all lie between its saved sp and the top of its stack.
+        let low = sp & !15;
+        let Some(data) = c.memory(low, (stack + STACK_SIZE - low) as usize)? else { continue };
+        let mut regs = [0u64; 34];
+        (regs[29], regs[31], regs[32]) = (fp, sp, pc);
+        let info = SampleInfo {
+            kernel: true,
+            start_regs: false,
+            task_stack_only: true,
+            layout: plan.layout,
+            text: syms.text,
+            entry: syms.entry,
+            pc,
+            sp,
+            fp,
+            lr: 0,
+            fgraph_return: 0,
+            kretprobe_trampoline: 0,
+            stacks: vec![StackInfo { low: stack, high: stack + STACK_SIZE, kind: StackKind::Task }],
+            truth: Vec::new(),
+            truth_complete: false,
+            recover: Vec::new(),
+            image_id: image.build_id.clone(),
+            image_path: format!("../{}", plan.table_path),
+        };
+        let mut dump = Dump { regs, info, regions: vec![Region { vaddr: low, data, exec: false }] };
+        let rules = KernelRules {
+            layout: plan.layout,
+            entry: syms.entry,
+            record_keepers: syms.record_keepers.clone(),
+            task_regs: stack + STACK_SIZE - plan.layout.pt_regs_size,
+        };
+        let truth = image.unwind_kernel_call(pc, sp, fp, &dump, &rules);
+        dump.info.truth = truth.pcs;
+        dump.info.truth_complete = truth.complete;
+        stats.blocked += 1;
+        stats.blocked_complete += u32::from(truth.complete);
+        out.push(dump);
+    }
+    Ok(out)
+}
+
 /// Boots the kernel and writes `plan.samples` EL1 stops to `sink`.
 pub fn capture_kernel(
     plan: &KernelPlan,
     image: &Image,
     syms: &KernelSymbols,
     mut sink: impl FnMut(Dump) -> io::Result<()>,
+    mut blocked_sink: impl FnMut(Dump) -> io::Result<()>,
 ) -> io::Result<KernelStats> {
     let mut rng = Rng::new(plan.seed);
     let mut stats = KernelStats::default();
@@ -198,6 +333,11 @@ pub fn capture_kernel(
         if (regs[33] >> 2) & 3 != 1 {
             stats.not_el1 += 1;
             continue;
+        }
+        if let Some((n, offsets)) = &plan.blocked {
+            for d in blocked_tasks(c, &mut rng, *n, offsets, image, syms, plan, &mut stats)? {
+                blocked_sink(d)?;
+            }
         }
         let sp = regs[31];
         let task_low = if irq.0 <= sp && sp < irq.1 {

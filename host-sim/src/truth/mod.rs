@@ -189,6 +189,19 @@ impl<'a> Image<'a> {
         t
     }
 
+    /// Unwinds a blocked kernel task from its saved context: `pc` is a return address, `sp` and
+    /// `fp` the values in the function it returns into.
+    pub fn unwind_kernel_call(&self, pc: u64, sp: u64, fp: u64, mem: &impl Memory, rules: &KernelRules) -> Truth {
+        let mut regs = [0u64; 34];
+        (regs[29], regs[31], regs[32]) = (fp, sp, pc);
+        let mut t = Truth { pcs: vec![pc], complete: false, doubt: None };
+        match self.walk_from(&regs, false, mem, Some(rules), &mut t.pcs) {
+            Ok(()) => t.complete = true,
+            Err(why) => t.doubt = Some(why),
+        }
+        t
+    }
+
     /// Whether the row covering `pc` is stale there (`None`: no usable row).
     pub fn stale_at(&self, pc: u64) -> Option<bool> {
         let row = self.row(&mut UnwindContext::new(), pc)?;
@@ -289,9 +302,22 @@ impl<'a> Image<'a> {
         kernel: Option<&KernelRules>,
         pcs: &mut Vec<u64>,
     ) -> Result<(), &'static str> {
+        self.walk_from(regs, true, mem, kernel, pcs)
+    }
+
+    /// `exact`: the pc was interrupted (x30 known); else it is a return address (x30 unknown).
+    fn walk_from(
+        &self,
+        regs: &[u64; 34],
+        exact: bool,
+        mem: &impl Memory,
+        kernel: Option<&KernelRules>,
+        pcs: &mut Vec<u64>,
+    ) -> Result<(), &'static str> {
         let mut ctx = UnwindContext::new();
-        let (mut pc, mut sp, mut fp, mut lr) = (regs[32], regs[31], Some(regs[29]), Some(regs[30]));
-        let mut innermost = true;
+        let (mut pc, mut sp, mut fp) = (regs[32], regs[31], Some(regs[29]));
+        let mut lr = exact.then_some(regs[30]);
+        let mut innermost = exact;
         loop {
             if pcs.len() > 512 {
                 return Err("deeper than 512 frames");

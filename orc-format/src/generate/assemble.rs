@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::GenError;
+use super::anchor::{self, Anchors};
 use super::elf::ElfImage;
 use super::fde::{CfiSections, Fde};
 use super::rules::Unsupported;
@@ -67,11 +68,14 @@ pub struct Options {
     /// Replace the stale part of each row with UNDEFINED ([`stale`]). On by default; off only
     /// to show what an uncut table would let through.
     pub cut_stale: bool,
+    /// Rewrite x29-based rows of fixed frames as sp-based where the code proves it
+    /// ([`anchor`]). On by default.
+    pub anchor_fp: bool,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { cut_stale: true }
+        Options { cut_stale: true, anchor_fp: true }
     }
 }
 
@@ -100,10 +104,13 @@ pub fn generate_with(image: &ElfImage<'_>, options: Options) -> Result<Generated
 
     let mut spans: Vec<Span> = Vec::with_capacity(fdes.len());
     let mut cuts = Cuts::default();
+    let mut anchors = Anchors::default();
     for fde in &fdes {
         stats.rows += fde.rows.len() as u64;
         let rows = map_rows(fde, &mut stats.unsupported);
         let rows = if options.cut_stale { stale::cut(&rows, fde.end, |a| image.insn(a), &mut cuts) } else { rows };
+        let rows =
+            if options.anchor_fp { anchor::anchor(&rows, fde.end, |a| image.insn(a), &mut anchors) } else { rows };
         match spans.last_mut() {
             Some(prev) if fde.start < prev.end => {
                 if prev.start == fde.start && prev.end == fde.end && prev.rows == rows {
@@ -130,6 +137,7 @@ pub fn generate_with(image: &ElfImage<'_>, options: Options) -> Result<Generated
     }
     stats.fdes_used = spans.len() as u64;
     (stats.stale_rows_cut, stats.stale_bytes_cut) = (cuts.rows, cuts.bytes);
+    stats.anchors = anchors;
     stats.stale_examples = cuts.first.iter().take(cuts.rows as usize).map(|&a| image.symbolize(a)).collect();
     stats.entries = ips.len() as u64;
     stats.functions_without_cfi = image

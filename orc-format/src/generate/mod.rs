@@ -4,6 +4,7 @@
 //! generator maps rules to entries ([`rules`]), the checker decodes entries back into rules and
 //! compares them with gimli's row at every instruction ([`check`]).
 
+pub mod anchor;
 pub mod assemble;
 pub mod check;
 pub mod elf;

@@ -18,6 +18,8 @@ pub struct Stats {
     /// Stale stretches of rows (an instruction changed what the row relies on) made UNDEFINED.
     pub stale_rows_cut: u64,
     pub stale_bytes_cut: u64,
+    /// x29-based rows rewritten as sp-based where the code proves the frame fixed.
+    pub anchors: super::anchor::Anchors,
     /// Where the first cuts start (`symbol+offset`).
     pub stale_examples: Vec<String>,
     pub entries: u64,
@@ -69,6 +71,11 @@ impl fmt::Display for Stats {
         for at in &self.stale_examples {
             writeln!(f, "    from {at}")?;
         }
+        writeln!(
+            f,
+            "x29 CFAs anchored: {} rows in {} functions (fixed frames: CFA = sp + k); {} functions keep x29 CFAs",
+            self.anchors.rows, self.anchors.functions, self.anchors.left
+        )?;
         writeln!(f, "ORC entries:       {}", self.entries)?;
         writeln!(
             f,
