@@ -11,9 +11,16 @@ use orcwalk::Policy;
 use orcwalk_sim::dump::Dump;
 use orcwalk_sim::replay::{Summary, Trust, replay_with};
 
-/// Measured on the shipped corpora with the sound defaults (README, "Real kernel stacks"):
-/// 6.12 cloud 16.2 %, 7.2 rt 18.5 %; with `trust_fp_cfa` 79.6 % and 76.9 %.
-const KERNELS: [(&str, f64, f64); 2] = [("6.12-cloud", 0.15, 0.75), ("7.2-rt", 0.17, 0.72)];
+/// `(corpus, floor, floor with both opt-ins)`, measured on the shipped corpora (README, "Real
+/// kernel stacks"): CPUs interrupted anywhere (6.12 21.7 %, 7.2 30.2 %; opt-ins 85.6 %, 83.5 %)
+/// and blocked tasks walked from their saved context, livepatch's case (95.6 %, 95.9 %; opt-ins
+/// 100 %).
+const KERNELS: [(&str, f64, f64); 4] = [
+    ("6.12-cloud", 0.20, 0.82),
+    ("7.2-rt", 0.28, 0.80),
+    ("6.12-cloud/blocked", 0.93, 0.98),
+    ("7.2-rt/blocked", 0.93, 0.98),
+];
 
 fn load(kernel: &str) -> Vec<(PathBuf, Dump)> {
     orcwalk_sim::dump::load_dir(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/kernel").join(kernel))
@@ -24,11 +31,10 @@ fn load(kernel: &str) -> Vec<(PathBuf, Dump)> {
 fn kernel_corpora_have_no_false_reliable_and_keep_their_coverage() {
     for (kernel, floor, trusting_floor) in KERNELS {
         let dumps = load(kernel);
-        assert!(dumps.len() >= 300, "{kernel}: {} samples", dumps.len());
-        let table_bytes = std::fs::read(
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/kernel").join(kernel).join("vmlinux.orc"),
-        )
-        .unwrap();
+        // 300 stops each; a stop's randomly chosen blocked task may turn out to be running.
+        assert!(dumps.len() >= 290, "{kernel}: {} samples", dumps.len());
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/kernel").join(kernel);
+        let table_bytes = std::fs::read(dir.join(&dumps[0].1.info.image_path)).unwrap();
         let table = TableFile::parse(&table_bytes).unwrap();
         let trusting = Trust { fp_cfa: true, orc_only_frames: true };
         let (mut orc, mut mainline, mut trusted) = (Summary::default(), Summary::default(), Summary::default());
@@ -55,22 +61,26 @@ fn kernel_corpora_have_no_false_reliable_and_keep_their_coverage() {
 }
 
 /// The truth crosses what the kernel's CFI cannot: EL1 exceptions (a return address into entry
-/// text, then the interrupted pc), and ends at the task's pt_regs. Both must occur in each corpus,
-/// or the corpus does not test the unwinder where it is hardest.
+/// text, then the interrupted pc: an IRQ taken in the kernel, or a PREEMPT_RT task preempted at
+/// IRQ return), and ends at the task's pt_regs. The corpora must hold such stacks, or they do not
+/// test the unwinder where it is hardest.
 #[test]
-fn kernel_truths_cross_exceptions_and_end_at_pt_regs() {
+fn kernel_truths_cross_exceptions() {
+    let mut total = 0;
     for (kernel, _, _) in KERNELS {
         let dumps = load(kernel);
         let crossing = dumps
             .iter()
             .filter(|(_, d)| {
-                d.info.truth_complete
-                    && d.info.truth[1..].iter().any(|&pc| d.info.entry.0 <= pc && pc < d.info.entry.1)
-                    && d.info.truth.last().is_some_and(|&pc| !(d.info.entry.0 <= pc && pc < d.info.entry.1))
+                let i = &d.info;
+                let in_entry = |pc: &u64| i.entry.0 <= *pc && *pc < i.entry.1;
+                // An entry-text return address that is not the last frame: the walk went on
+                // into the interrupted context.
+                i.truth_complete && i.truth.iter().rev().skip(1).any(in_entry)
             })
             .count();
-        let complete = dumps.iter().filter(|(_, d)| d.info.truth_complete).count();
-        println!("{kernel}: {complete} complete truths, {crossing} crossing an EL1 exception");
-        assert!(crossing >= 2, "{kernel}: only {crossing} truths cross an EL1 exception");
+        println!("{kernel}: {crossing} complete truths cross an EL1 exception");
+        total += crossing;
     }
+    assert!(total >= 20, "only {total} truths cross an EL1 exception");
 }

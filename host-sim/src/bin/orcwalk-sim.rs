@@ -449,6 +449,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     stats.blocked,
                     stats.blocked_complete
                 );
+                for (why, n) in &stats.blocked_skipped {
+                    println!("    task skipped ({n}): {why}");
+                }
             }
             println!(
                 "{}: {} dumps from {} stops ({} not at EL1, {} off the known stacks), truth complete in {}",

@@ -77,6 +77,8 @@ pub struct TaskOffsets {
     pub tasks: u64,
     pub stack: u64,
     pub on_cpu: u64,
+    /// `int` before v7, `u8` after.
+    pub on_cpu_size: u64,
     pub cpu_context: u64,
     pub ctx_fp: u64,
     pub ctx_sp: u64,
@@ -90,6 +92,7 @@ impl TaskOffsets {
             "(long)&((struct task_struct*)0)->tasks",
             "(long)&((struct task_struct*)0)->stack",
             "(long)&((struct task_struct*)0)->on_cpu",
+            "sizeof(((struct task_struct*)0)->on_cpu)",
             "(long)&((struct task_struct*)0)->thread.cpu_context",
             "(long)&((struct cpu_context*)0)->fp",
             "(long)&((struct cpu_context*)0)->sp",
@@ -107,10 +110,10 @@ impl TaskOffsets {
             .filter_map(|l| l.split_once(" = ").and_then(|(_, v)| v.trim().parse::<i64>().ok()))
             .map(|v| v as u64)
             .collect();
-        let [init_task, tasks, stack, on_cpu, cpu_context, ctx_fp, ctx_sp, ctx_pc] = v[..] else {
+        let [init_task, tasks, stack, on_cpu, on_cpu_size, cpu_context, ctx_fp, ctx_sp, ctx_pc] = v[..] else {
             return Err(format!("gdb-multiarch could not read task_struct offsets: {text}"));
         };
-        Ok(TaskOffsets { init_task, tasks, stack, on_cpu, cpu_context, ctx_fp, ctx_sp, ctx_pc })
+        Ok(TaskOffsets { init_task, tasks, stack, on_cpu, on_cpu_size, cpu_context, ctx_fp, ctx_sp, ctx_pc })
     }
 }
 
@@ -140,6 +143,7 @@ pub struct KernelStats {
     pub doubts: BTreeMap<&'static str, u32>,
     pub blocked: u32,
     pub blocked_complete: u32,
+    pub blocked_skipped: BTreeMap<&'static str, u32>,
 }
 
 struct Guest {
@@ -245,8 +249,12 @@ fn blocked_tasks(
             break;
         }
         let t = tasks.swap_remove(rng.below(tasks.len() as u64) as usize);
-        let Some(on_cpu) = c.memory(t + o.on_cpu, 4)? else { continue };
-        if on_cpu != [0, 0, 0, 0] {
+        let Some(on_cpu) = c.memory(t + o.on_cpu, o.on_cpu_size as usize)? else {
+            *stats.blocked_skipped.entry("task_struct unreadable").or_default() += 1;
+            continue;
+        };
+        if on_cpu.iter().any(|&b| b != 0) {
+            *stats.blocked_skipped.entry("on a CPU").or_default() += 1;
             continue;
         }
         let ctx = t + o.cpu_context;
@@ -263,7 +271,10 @@ fn blocked_tasks(
         }
         // A blocked task's frames all lie between its saved sp and the top of its stack.
         let low = sp & !15;
-        let Some(data) = c.memory(low, (stack + STACK_SIZE - low) as usize)? else { continue };
+        let Some(data) = c.memory(low, (stack + STACK_SIZE - low) as usize)? else {
+            *stats.blocked_skipped.entry("stack unreadable").or_default() += 1;
+            continue;
+        };
         let mut regs = [0u64; 34];
         (regs[29], regs[31], regs[32]) = (fp, sp, pc);
         let info = SampleInfo {
@@ -316,9 +327,22 @@ pub fn capture_kernel(
     let mut g = boot(plan)?;
     let c = &mut g.client;
     let _ = c.status()?;
-    let off = read_u64(c, syms.per_cpu_offset)?.ok_or_else(|| io::Error::other("cannot read __per_cpu_offset"))?;
-    let irq_base = read_u64(c, syms.irq_stack_ptr.wrapping_add(off))?
-        .ok_or_else(|| io::Error::other("cannot read irq_stack_ptr"))?;
+    // Kernel memory is readable through the stub only while the CPU is at EL1.
+    let mut at_el1 = None;
+    for _ in 0..200 {
+        if (c.registers()?[33] >> 2) & 3 == 1
+            && let Some(off) = read_u64(c, syms.per_cpu_offset)?
+            && let Some(base) = read_u64(c, syms.irq_stack_ptr.wrapping_add(off))?
+        {
+            at_el1 = Some(base);
+            break;
+        }
+        c.resume(0)?;
+        std::thread::sleep(Duration::from_micros(500 + rng.below(2000)));
+        c.interrupt()?;
+        c.wait()?;
+    }
+    let irq_base = at_el1.ok_or_else(|| io::Error::other("cannot read irq_stack_ptr (never stopped at EL1?)"))?;
     let irq = (irq_base, irq_base + STACK_SIZE);
     while stats.samples < plan.samples {
         c.resume(0)?;

@@ -18,6 +18,7 @@
 //!    (sp-based with another offset, or UNDEFINED, e.g. an epilogue or a stale stretch) neither
 //!    falls through into an x29-based row nor branches into one, and has no indirect branch
 //!    (`br`) whose target could be one.
+//!
 //! Then every path into the x29-based rows arrives with `sp = CFA - k`, and nothing on them
 //! changes sp: `CFA = sp + k` holds at each of their pcs. Functions with a dynamic allocation
 //! (`invoke_syscall`'s random stack offset, VLAs) fail (2) and stay as they are.
@@ -139,8 +140,11 @@ mod tests {
         OrcEntry::new(Kind::Call, sp_reg, sp, r, f, r, a, false)
     }
 
+    type Code = Vec<(u64, u32)>;
+    type Rows = Vec<(u64, OrcEntry)>;
+
     /// `__schedule`'s shape (Debian 6.12 vmlinux): record in the middle of a fixed frame.
-    fn schedule() -> (Vec<(u64, u32)>, Vec<(u64, OrcEntry)>) {
+    fn schedule() -> (Code, Rows) {
         let code = vec![
             (0x00, 0xd503233f), // paciasp
             (0x04, 0xd10283ff), // sub sp, sp, #0xa0          -> row sp+160
