@@ -33,6 +33,17 @@ pub struct Anchors {
     pub rows: u64,
     /// Functions with x29-based rows that could not be anchored.
     pub left: u64,
+    /// Where the first few of those start, and which condition failed (1-4 above).
+    pub left_first: [(u64, u8); 8],
+}
+
+impl Anchors {
+    fn keep(&mut self, start: u64, why: u8) {
+        if let Some(slot) = usize::try_from(self.left).ok().and_then(|i| self.left_first.get_mut(i)) {
+            *slot = (start, why);
+        }
+        self.left += 1;
+    }
 }
 
 fn fp_based(e: &OrcEntry) -> bool {
@@ -79,44 +90,55 @@ pub fn anchor(
     let ranges: Vec<(u64, u64, OrcEntry)> =
         rows.iter().enumerate().map(|(k, &(s, e))| (s, rows.get(k + 1).map_or(end, |r| r.0), e)).collect();
     let Some(first) = ranges.iter().position(|r| fp_based(&r.2)) else { return rows.to_vec() };
-    n.left += 1; // until proven otherwise
+    let fstart = rows.first().map_or(0, |r| r.0);
     let c = ranges[first].2.sp_offset;
     let in_fp_row = |a: u64| ranges.iter().any(|&(s, e, x)| fp_based(&x) && s <= a && a < e);
     // (3) the seed.
     let Some(k) = first.checked_sub(1).and_then(|p| ranges.get(p)).and_then(|r| sp_based(&r.2)) else {
+        n.keep(fstart, 3);
         return rows.to_vec();
     };
     let start = ranges[first].0;
     match start.checked_sub(4).and_then(&insn) {
         Some(i) if !writes(i).meets(Regs::SP) && matches!(flow(start - 4, i), (None, true, false)) => {}
-        _ => return rows.to_vec(),
+        _ => {
+            n.keep(fstart, 3);
+            return rows.to_vec();
+        }
     }
     for &(s, e, x) in &ranges {
         let mut a = s;
         if fp_based(&x) {
             // (1) and (2).
             if x.sp_offset != c {
+                n.keep(fstart, 1);
                 return rows.to_vec();
             }
             while a < e {
                 match insn(a) {
                     Some(i) if !writes(i).meets(Regs::SP) => a += 4,
-                    _ => return rows.to_vec(),
+                    _ => {
+                        n.keep(fstart, 2);
+                        return rows.to_vec();
+                    }
                 }
             }
         } else if sp_based(&x) != Some(k) {
             // (4): nothing leads from here into an x29-based row.
             while a < e {
-                let Some(i) = insn(a) else { return rows.to_vec() };
+                let Some(i) = insn(a) else {
+                    n.keep(fstart, 4);
+                    return rows.to_vec();
+                };
                 let (target, falls, indirect) = flow(a, i);
                 if indirect || target.is_some_and(in_fp_row) || (falls && a + 4 == e && in_fp_row(e)) {
+                    n.keep(fstart, 4);
                     return rows.to_vec();
                 }
                 a += 4;
             }
         }
     }
-    n.left -= 1;
     n.functions += 1;
     rows.iter()
         .map(|&(s, x)| {
@@ -180,7 +202,7 @@ mod tests {
         let (code, rows) = schedule();
         let (out, n) = run(&code, &rows);
         assert_eq!(out[3], (0x10, call(Reg::Sp, 160, true)));
-        assert_eq!(n, Anchors { functions: 1, rows: 1, left: 0 });
+        assert_eq!((n.functions, n.rows, n.left), (1, 1, 0));
         assert_eq!(&out[..3], &rows[..3]);
         assert_eq!(&out[4..], &rows[4..]);
     }
@@ -191,7 +213,7 @@ mod tests {
         code[6].1 = 0xcb2063ff; // sub sp, sp, x0 in the body
         let (out, n) = run(&code, &rows);
         assert_eq!(out, rows);
-        assert_eq!(n, Anchors { functions: 0, rows: 0, left: 1 });
+        assert_eq!((n.functions, n.rows, n.left, n.left_first[0]), (0, 0, 1, (0, 2)));
     }
 
     #[test]

@@ -138,6 +138,12 @@ pub fn generate_with(image: &ElfImage<'_>, options: Options) -> Result<Generated
     stats.fdes_used = spans.len() as u64;
     (stats.stale_rows_cut, stats.stale_bytes_cut) = (cuts.rows, cuts.bytes);
     stats.anchors = anchors;
+    stats.anchor_left_examples = anchors
+        .left_first
+        .iter()
+        .take(anchors.left as usize)
+        .map(|&(a, why)| format!("{} (condition {why})", image.symbolize(a)))
+        .collect();
     stats.stale_examples = cuts.first.iter().take(cuts.rows as usize).map(|&a| image.symbolize(a)).collect();
     stats.entries = ips.len() as u64;
     stats.functions_without_cfi = image

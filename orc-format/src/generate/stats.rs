@@ -20,6 +20,7 @@ pub struct Stats {
     pub stale_bytes_cut: u64,
     /// x29-based rows rewritten as sp-based where the code proves the frame fixed.
     pub anchors: super::anchor::Anchors,
+    pub anchor_left_examples: Vec<String>,
     /// Where the first cuts start (`symbol+offset`).
     pub stale_examples: Vec<String>,
     pub entries: u64,
@@ -76,6 +77,9 @@ impl fmt::Display for Stats {
             "x29 CFAs anchored: {} rows in {} functions (fixed frames: CFA = sp + k); {} functions keep x29 CFAs",
             self.anchors.rows, self.anchors.functions, self.anchors.left
         )?;
+        for at in &self.anchor_left_examples {
+            writeln!(f, "    kept: {at}")?;
+        }
         writeln!(f, "ORC entries:       {}", self.entries)?;
         writeln!(
             f,
