@@ -188,8 +188,12 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 println!("mismatch {m}");
             }
             println!(
-                "checked {} addresses with CFI and {} without: {} mismatches ({} refused as stale)",
-                report.cfi_addresses, report.gap_addresses, report.mismatch_count, report.refused_addresses
+                "checked {} addresses with CFI and {} without: {} mismatches ({} refused as stale, {} anchored to sp)",
+                report.cfi_addresses,
+                report.gap_addresses,
+                report.mismatch_count,
+                report.refused_addresses,
+                report.anchored_addresses
             );
             if report.mismatch_count > 0 {
                 return Ok(ExitCode::from(1));
