@@ -28,6 +28,16 @@ fn gp_or_sp(r: u32) -> u8 {
     if r == 31 { SP } else { gp(r) }
 }
 
+/// `bl` or `blr` (with or without pointer authentication): what a return address follows.
+pub fn is_call(i: u32) -> bool {
+    i >> 26 == 0b100101 || (i >> 25 == 0b1101011 && (i >> 21) & 7 == 0b001)
+}
+
+/// `ret`, `retaa`, `retab` (any register).
+pub fn is_ret(i: u32) -> bool {
+    i & 0xffff_fc1f == 0xd65f_0000 || i == 0xd65f_0bff || i == 0xd65f_0fff
+}
+
 /// The registers among sp, x29 and x30 that `insn` may write.
 pub fn writes(insn: u32) -> u8 {
     let rd = bits(insn, 4, 0);

@@ -181,12 +181,7 @@ impl<'a> Image<'a> {
     /// Unwinds a kernel sample: as [`Image::unwind`], plus the kernel's rules where CFI ends
     /// (see [`KernelRules`]).
     pub fn unwind_kernel(&self, regs: &[u64; 34], mem: &impl Memory, rules: &KernelRules) -> Truth {
-        let mut t = Truth { pcs: vec![regs[32]], complete: false, doubt: None };
-        match self.walk(regs, mem, Some(rules), &mut t.pcs) {
-            Ok(()) => t.complete = true,
-            Err(why) => t.doubt = Some(why),
-        }
-        t
+        self.truth(regs, true, mem, Some(rules))
     }
 
     /// Unwinds a blocked kernel task from its saved context: `pc` is a return address, `sp` and
@@ -194,8 +189,14 @@ impl<'a> Image<'a> {
     pub fn unwind_kernel_call(&self, pc: u64, sp: u64, fp: u64, mem: &impl Memory, rules: &KernelRules) -> Truth {
         let mut regs = [0u64; 34];
         (regs[29], regs[31], regs[32]) = (fp, sp, pc);
-        let mut t = Truth { pcs: vec![pc], complete: false, doubt: None };
-        match self.walk_from(&regs, false, mem, Some(rules), &mut t.pcs) {
+        self.truth(&regs, false, mem, Some(rules))
+    }
+
+    /// The walk from `regs`, as a [`Truth`]: `exact` when pc was interrupted (x30 known), else pc
+    /// is a return address.
+    fn truth(&self, regs: &[u64; 34], exact: bool, mem: &impl Memory, kernel: Option<&KernelRules>) -> Truth {
+        let mut t = Truth { pcs: vec![regs[32]], complete: false, doubt: None };
+        match self.walk(regs, exact, mem, kernel, &mut t.pcs) {
             Ok(()) => t.complete = true,
             Err(why) => t.doubt = Some(why),
         }
@@ -235,12 +236,7 @@ impl<'a> Image<'a> {
 
     /// Unwinds from registers (x0..x30, sp, pc as in `user_pt_regs`) over `mem`.
     pub fn unwind(&self, regs: &[u64; 34], mem: &impl Memory) -> Truth {
-        let mut t = Truth { pcs: vec![regs[32]], complete: false, doubt: None };
-        match self.walk(regs, mem, None, &mut t.pcs) {
-            Ok(()) => t.complete = true,
-            Err(why) => t.doubt = Some(why),
-        }
-        t
+        self.truth(regs, true, mem, None)
     }
 
     /// The CFI rule at one frame, applied; `None` at the outermost frame.
@@ -298,17 +294,6 @@ impl<'a> Image<'a> {
     fn walk(
         &self,
         regs: &[u64; 34],
-        mem: &impl Memory,
-        kernel: Option<&KernelRules>,
-        pcs: &mut Vec<u64>,
-    ) -> Result<(), &'static str> {
-        self.walk_from(regs, true, mem, kernel, pcs)
-    }
-
-    /// `exact`: the pc was interrupted (x30 known); else it is a return address (x30 unknown).
-    fn walk_from(
-        &self,
-        regs: &[u64; 34],
         exact: bool,
         mem: &impl Memory,
         kernel: Option<&KernelRules>,
@@ -345,9 +330,7 @@ impl<'a> Image<'a> {
             if !self.is_text(ra) {
                 return Err("return address outside the program's text (vdso, signal trampoline, library)");
             }
-            let call = self.insn(ra - 4).ok_or("return address at the start of text")?;
-            let is_call = call >> 26 == 0b100101 || (call >> 25 == 0b1101011 && (call >> 21) & 7 == 0b001);
-            if !is_call {
+            if !insn::is_call(self.insn(ra - 4).ok_or("return address at the start of text")?) {
                 return Err("return address does not follow a bl/blr");
             }
             pcs.push(ra);
