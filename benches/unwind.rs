@@ -22,8 +22,9 @@ use object::{Object, ObjectSection};
 use orc_format::TableFile;
 use orcwalk::code::TableCode;
 use orcwalk::recovery::NoRecovery;
-use orcwalk::{Config, EndRule, Frame, KernelLayout, Policy, StackList, Start, Verdict, walk};
+use orcwalk::{Config, Frame, Policy, StackList, Verdict, walk};
 use orcwalk_sim::dump::Dump;
+use orcwalk_sim::replay::{self, Trust};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -34,24 +35,11 @@ fn user_dumps(build: &str) -> Vec<Dump> {
     orcwalk_sim::dump::load_dir(&dir).expect("user corpus").into_iter().map(|(_, d)| d).collect()
 }
 
-fn user_config() -> Config {
-    Config {
-        policy: Policy::Orcwalk,
-        end: EndRule::OrcEndOfStack,
-        layout: KernelLayout::V6_12,
-        max_frames: 100,
-        task_stack_only: true,
-        trust_fp_cfa: false,
-        orc_only_frames: false,
-    }
-}
-
 /// orcwalk's validated walk of one user dump; the number of frames when reliable.
 fn orcwalk_frames(d: &Dump, code: &TableCode<'_>, cfg: &Config) -> Option<usize> {
     let i = &d.info;
-    let start = Start::Regs { pc: i.pc, sp: i.sp, fp: i.fp, lr: i.lr };
     let mut n = 0;
-    let v = walk(start, cfg, d, &StackList { stacks: &i.stacks }, code, &NoRecovery, |_: &Frame| {
+    let v = walk(i.start(), cfg, d, &StackList { stacks: &i.stacks }, code, &NoRecovery, |_: &Frame| {
         n += 1;
         true
     });
@@ -118,9 +106,8 @@ fn per_frame(c: &mut Criterion) {
     let dumps = user_dumps(build);
     let table_bytes = std::fs::read(root().join("tests/corpus/user").join(build).join("program.orc")).expect("table");
     let table = TableFile::parse(&table_bytes).expect("table").table;
-    let (t0, t1) = dumps[0].info.text;
-    let code = TableCode { table, text_start: t0, text_end: t1, entry_start: 0, entry_end: 0 };
-    let cfg = user_config();
+    let code = replay::code(&dumps[0].info, table);
+    let cfg = replay::config(&dumps[0].info, Policy::Orcwalk, Trust::default());
     let unwinder = framehop_unwinder(&root().join("tests/fixtures/user/workload-gcc-O2"));
     // The stacks every unwinder gets exactly right: same work for all.
     let mut cache = CacheAarch64::new();
@@ -190,16 +177,13 @@ fn livepatch(c: &mut Criterion) {
             tasks.push(d);
         }
     }
-    let i0 = &tasks[0].info;
-    let code =
-        TableCode { table, text_start: i0.text.0, text_end: i0.text.1, entry_start: i0.entry.0, entry_end: i0.entry.1 };
+    let code = replay::code(&tasks[0].info, table);
     let verdicts = |policy: Policy| {
         let mut reliable = 0;
         for d in &tasks {
             let i = &d.info;
-            let cfg = Config { policy, ..Config::kernel(i.layout) };
-            let start = Start::Call { pc: i.pc, sp: i.sp, fp: i.fp };
-            let v = walk(start, &cfg, d, &StackList { stacks: &i.stacks }, &code, &NoRecovery, |_: &Frame| true);
+            let cfg = replay::config(i, policy, Trust::default());
+            let v = walk(i.start(), &cfg, d, &StackList { stacks: &i.stacks }, &code, &NoRecovery, |_: &Frame| true);
             reliable += usize::from(v == Verdict::Reliable);
         }
         reliable

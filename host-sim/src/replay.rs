@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use orc_format::OrcTable;
 use orcwalk::code::TableCode;
 use orcwalk::recovery::{ReturnRecovery, Trampoline};
-use orcwalk::{Config, EndRule, Frame, FrameKind, Policy, Reason, StackList, Start, Verdict, walk};
+use orcwalk::{Config, EndRule, Frame, FrameKind, Policy, Reason, StackList, Verdict, walk};
 
-use crate::dump::Dump;
+use crate::dump::{Dump, SampleInfo};
 
 /// Trampoline recovery from the dump's note (fp -> original return address).
 struct NoteRecovery<'a> {
@@ -57,6 +57,24 @@ pub struct Trust {
     pub orc_only_frames: bool,
 }
 
+/// The walk's configuration for a sample: kernel or user end rule, its layout and stacks.
+pub fn config(i: &SampleInfo, policy: Policy, trust: Trust) -> Config {
+    Config {
+        policy,
+        end: if i.kernel { EndRule::FinalRecord } else { EndRule::OrcEndOfStack },
+        layout: i.layout,
+        max_frames: 100,
+        task_stack_only: i.task_stack_only,
+        trust_fp_cfa: trust.fp_cfa,
+        orc_only_frames: trust.orc_only_frames,
+    }
+}
+
+/// The sample's text and entry-text ranges with `table`.
+pub fn code<'a>(i: &SampleInfo, table: OrcTable<'a>) -> TableCode<'a> {
+    TableCode { table, text_start: i.text.0, text_end: i.text.1, entry_start: i.entry.0, entry_end: i.entry.1 }
+}
+
 /// Walks the dump's stack with `table` under `policy` and judges the result.
 pub fn replay(dump: &Dump, table: OrcTable<'_>, policy: Policy) -> Outcome {
     replay_with(dump, table, policy, Trust::default())
@@ -65,22 +83,8 @@ pub fn replay(dump: &Dump, table: OrcTable<'_>, policy: Policy) -> Outcome {
 /// `replay` with the weak-proof opt-ins set as given.
 pub fn replay_with(dump: &Dump, table: OrcTable<'_>, policy: Policy, trust: Trust) -> Outcome {
     let i = &dump.info;
-    let cfg = Config {
-        policy,
-        end: if i.kernel { EndRule::FinalRecord } else { EndRule::OrcEndOfStack },
-        layout: i.layout,
-        max_frames: 100,
-        task_stack_only: i.task_stack_only,
-        trust_fp_cfa: trust.fp_cfa,
-        orc_only_frames: trust.orc_only_frames,
-    };
-    let code =
-        TableCode { table, text_start: i.text.0, text_end: i.text.1, entry_start: i.entry.0, entry_end: i.entry.1 };
-    let start = if i.start_regs {
-        Start::Regs { pc: i.pc, sp: i.sp, fp: i.fp, lr: i.lr }
-    } else {
-        Start::Call { pc: i.pc, sp: i.sp, fp: i.fp }
-    };
+    let (cfg, code) = (config(i, policy, trust), code(i, table));
+    let start = i.start();
     let mut frames = Vec::new();
     let verdict =
         walk(start, &cfg, dump, &StackList { stacks: &i.stacks }, &code, &NoteRecovery { dump }, |f: &Frame| {

@@ -283,38 +283,20 @@ fn into_dump(
     recover: Vec<(u64, u64)>,
     image_path: String,
 ) -> Dump {
-    let (pc, sp, fp, lr, start_regs) = match start {
-        Start::Regs { pc, sp, fp, lr } => (pc, sp, fp, lr, true),
-        Start::Call { pc, sp, fp } => (pc, sp, fp, 0, false),
-    };
     let stacks = tk::stacks().to_vec();
     let regions = stacks.iter().filter_map(|s| region(b, s)).collect();
-    let mut regs = [0u64; 34];
-    regs[29] = fp;
-    regs[30] = lr;
-    regs[31] = sp;
-    regs[32] = pc;
-    regs[33] = 0x3c5;
-    let info = SampleInfo {
-        kernel: true,
-        start_regs,
-        task_stack_only: false,
+    let mut info = SampleInfo::kernel(
         layout,
-        text: (tk::TEXT, tk::TEXT_END),
-        entry: (tk::ENTRY, tk::ENTRY + 0x100),
-        pc,
-        sp,
-        fp,
-        lr,
-        fgraph_return: tk::TRAMPOLINE,
-        kretprobe_trampoline: 0,
+        (tk::TEXT, tk::TEXT_END),
+        (tk::ENTRY, tk::ENTRY + 0x100),
+        start,
         stacks,
-        truth,
-        truth_complete: true,
-        recover,
-        image_id: b"orcwalk-synthetic".to_vec(),
+        b"orcwalk-synthetic".to_vec(),
         image_path,
-    };
+    );
+    (info.fgraph_return, info.truth, info.truth_complete, info.recover) = (tk::TRAMPOLINE, truth, true, recover);
+    let mut regs = [0u64; 34];
+    (regs[29], regs[30], regs[31], regs[32], regs[33]) = (info.fp, info.lr, info.sp, info.pc, 0x3c5);
     Dump { regs, info, regions }
 }
 

@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use object::{Object, ObjectSymbol};
-use orcwalk::{KernelLayout, StackInfo, StackKind};
+use orcwalk::{KernelLayout, StackInfo, StackKind, Start};
 
 use super::rsp::{Client, Stop};
 use crate::dump::{Dump, Region, SampleInfo};
@@ -35,6 +35,16 @@ pub struct KernelSymbols {
 }
 
 impl KernelSymbols {
+    /// The truth's rules for a task whose stack ends at `task_high`.
+    pub fn rules(&self, layout: KernelLayout, task_high: u64) -> KernelRules {
+        KernelRules {
+            layout,
+            entry: self.entry,
+            record_keepers: self.record_keepers.clone(),
+            task_regs: task_high - layout.pt_regs_size,
+        }
+    }
+
     pub fn read(vmlinux: &[u8]) -> Result<KernelSymbols, String> {
         let file = object::File::parse(vmlinux).map_err(|e| e.to_string())?;
         let mut by_name = BTreeMap::new();
@@ -277,34 +287,18 @@ fn blocked_tasks(
         };
         let mut regs = [0u64; 34];
         (regs[29], regs[31], regs[32]) = (fp, sp, pc);
-        let info = SampleInfo {
-            kernel: true,
-            start_regs: false,
-            task_stack_only: true,
-            layout: plan.layout,
-            text: syms.text,
-            entry: syms.entry,
-            pc,
-            sp,
-            fp,
-            lr: 0,
-            fgraph_return: 0,
-            kretprobe_trampoline: 0,
-            stacks: vec![StackInfo { low: stack, high: stack + STACK_SIZE, kind: StackKind::Task }],
-            truth: Vec::new(),
-            truth_complete: false,
-            recover: Vec::new(),
-            image_id: image.build_id.clone(),
-            image_path: format!("../{}", plan.table_path),
-        };
+        let mut info = SampleInfo::kernel(
+            plan.layout,
+            syms.text,
+            syms.entry,
+            Start::Call { pc, sp, fp },
+            vec![StackInfo { low: stack, high: stack + STACK_SIZE, kind: StackKind::Task }],
+            image.build_id.clone(),
+            format!("../{}", plan.table_path),
+        );
+        info.task_stack_only = true;
         let mut dump = Dump { regs, info, regions: vec![Region { vaddr: low, data, exec: false }] };
-        let rules = KernelRules {
-            layout: plan.layout,
-            entry: syms.entry,
-            record_keepers: syms.record_keepers.clone(),
-            task_regs: stack + STACK_SIZE - plan.layout.pt_regs_size,
-        };
-        let truth = image.unwind_kernel_call(pc, sp, fp, &dump, &rules);
+        let truth = image.unwind_kernel_call(pc, sp, fp, &dump, &syms.rules(plan.layout, stack + STACK_SIZE));
         dump.info.truth = truth.pcs;
         dump.info.truth_complete = truth.complete;
         stats.blocked += 1;
@@ -385,41 +379,24 @@ pub fn capture_kernel(
             stats.off_stack += 1;
             continue;
         }
-        let info = SampleInfo {
-            kernel: true,
-            start_regs: true,
-            task_stack_only: false,
-            layout: plan.layout,
-            text: syms.text,
-            entry: syms.entry,
-            pc: regs[32],
-            sp,
-            fp: regs[29],
-            lr: regs[30],
-            fgraph_return: 0,
-            kretprobe_trampoline: 0,
-            stacks: vec![
+        let info = SampleInfo::kernel(
+            plan.layout,
+            syms.text,
+            syms.entry,
+            Start::Regs { pc: regs[32], sp, fp: regs[29], lr: regs[30] },
+            vec![
                 StackInfo { low: task_low, high: task_high, kind: StackKind::Task },
                 StackInfo { low: irq.0, high: irq.1, kind: StackKind::Irq },
             ],
-            truth: Vec::new(),
-            truth_complete: false,
-            recover: Vec::new(),
-            image_id: image.build_id.clone(),
-            image_path: plan.table_path.clone(),
-        };
+            image.build_id.clone(),
+            plan.table_path.clone(),
+        );
         let regions = vec![
             Region { vaddr: task_low, data: task, exec: false },
             Region { vaddr: irq.0, data: irq_data, exec: false },
         ];
         let mut dump = Dump { regs, info, regions };
-        let rules = KernelRules {
-            layout: plan.layout,
-            entry: syms.entry,
-            record_keepers: syms.record_keepers.clone(),
-            task_regs: task_high - plan.layout.pt_regs_size,
-        };
-        let truth = image.unwind_kernel(&regs, &dump, &rules);
+        let truth = image.unwind_kernel(&regs, &dump, &syms.rules(plan.layout, task_high));
         dump.info.truth = truth.pcs;
         dump.info.truth_complete = truth.complete;
         stats.samples += 1;

@@ -22,6 +22,7 @@ use self::rsp::Stop;
 use self::target::Target;
 use crate::dump::{Dump, Region, SampleInfo};
 use crate::synth::Rng;
+use crate::truth::insn::{is_call, is_ret};
 use crate::truth::{Image, Position, STALE};
 
 const SIGTRAP: u8 = 5;
@@ -92,15 +93,6 @@ fn sample(t: &mut Target, image: &Image, plan: &Plan, top: u64) -> io::Result<Op
     dump.info.truth = truth.pcs;
     dump.info.truth_complete = truth.complete;
     Ok(Some((dump, truth.doubt)))
-}
-
-fn is_call(i: u32) -> bool {
-    i >> 26 == 0b100101 || (i >> 25 == 0b1101011 && (i >> 21) & 7 == 0b001)
-}
-
-/// `ret`, `retaa`, `retab` (any register).
-fn is_ret(i: u32) -> bool {
-    i & 0xffff_fc1f == 0xd65f_0000 || i == 0xd65f_0bff || i == 0xd65f_0fff
 }
 
 /// The truth CFI cannot give: a stop in an epilogue the compiler described with no CFI (clang

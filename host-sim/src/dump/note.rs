@@ -16,7 +16,7 @@
 //!   image_path_len bytes: UTF-8 path of that table or ELF, relative to the dump
 //! ```
 
-use orcwalk::{KernelLayout, StackInfo, StackKind};
+use orcwalk::{KernelLayout, StackInfo, StackKind, Start};
 
 use super::DumpError;
 
@@ -54,6 +54,52 @@ pub struct SampleInfo {
 }
 
 impl SampleInfo {
+    /// A kernel sample starting at `start` on `stacks`, its truth still to be filled in and no
+    /// trampolines (the caller sets those it has).
+    pub fn kernel(
+        layout: KernelLayout,
+        text: (u64, u64),
+        entry: (u64, u64),
+        start: Start,
+        stacks: Vec<StackInfo>,
+        image_id: Vec<u8>,
+        image_path: String,
+    ) -> SampleInfo {
+        let (pc, sp, fp, lr, start_regs) = match start {
+            Start::Regs { pc, sp, fp, lr } => (pc, sp, fp, lr, true),
+            Start::Call { pc, sp, fp } => (pc, sp, fp, 0, false),
+        };
+        SampleInfo {
+            kernel: true,
+            start_regs,
+            task_stack_only: false,
+            layout,
+            text,
+            entry,
+            pc,
+            sp,
+            fp,
+            lr,
+            fgraph_return: 0,
+            kretprobe_trampoline: 0,
+            stacks,
+            truth: Vec::new(),
+            truth_complete: false,
+            recover: Vec::new(),
+            image_id,
+            image_path,
+        }
+    }
+
+    /// Where the walk of this sample starts.
+    pub fn start(&self) -> Start {
+        if self.start_regs {
+            Start::Regs { pc: self.pc, sp: self.sp, fp: self.fp, lr: self.lr }
+        } else {
+            Start::Call { pc: self.pc, sp: self.sp, fp: self.fp }
+        }
+    }
+
     /// A user program interrupted with `regs` (x0..x30, sp, pc, pstate), its stack
     /// `[low, high)` the only one, its truth still to be filled in.
     pub fn user(
