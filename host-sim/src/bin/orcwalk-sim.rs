@@ -169,6 +169,34 @@ fn progress(done: usize, total: usize) {
     let _ = err.flush();
 }
 
+/// Builds the ORC table of the ELF `bytes` (read from `elf`) and writes it to `path`, creating
+/// its directory.
+fn write_table(elf: &Path, bytes: &[u8], path: &Path) -> Result<(), String> {
+    let table = orc_format::generate::ElfImage::parse(bytes)
+        .and_then(|i| orc_format::generate::generate(&i))
+        .and_then(|g| g.to_file_bytes())
+        .map_err(|e| format!("{}: {e}", elf.display()))?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    std::fs::write(path, table).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// A sink writing dumps to `dir` as 00000.core, 00001.core, …, with a progress bar when the
+/// total is known.
+fn numbered(dir: &Path, total: Option<u32>) -> impl FnMut(Dump) -> std::io::Result<()> + use<> {
+    let dir = dir.to_path_buf();
+    let mut n = 0u32;
+    move |dump| {
+        let path = dir.join(format!("{n:05}.core"));
+        n += 1;
+        if let Some(t) = total {
+            progress(n as usize, t as usize);
+        }
+        std::fs::write(&path, dump.write())
+    }
+}
+
 fn summary_line(name: &str, s: &Summary) -> String {
     let reasons: Vec<String> = s.unreliable.iter().map(|(r, n)| format!("{n} {r}")).collect();
     format!(
@@ -356,22 +384,11 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Cmd::Capture { out, count, seed, max_steps, qemu, signal, program, args } => {
             let bytes = std::fs::read(&program).map_err(|e| format!("{}: {e}", program.display()))?;
             let image = Image::parse(&bytes).map_err(|e| format!("{}: {e}", program.display()))?;
-            let orc = orc_format::generate::ElfImage::parse(bytes.as_slice())
-                .and_then(|i| orc_format::generate::generate(&i))
-                .map_err(|e| format!("{}: {e}", program.display()))?;
-            std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
-            let table = orc.to_file_bytes().map_err(|e| format!("{}: {e}", program.display()))?;
-            std::fs::write(out.join("program.orc"), table).map_err(|e| format!("{}: {e}", out.display()))?;
+            write_table(&program, &bytes, &out.join("program.orc"))?;
             let plan =
                 Plan { qemu, program, args, samples: count, seed, max_steps, signal, table_path: "program.orc".into() };
-            let mut n = 0u32;
-            let stats = capture(&plan, &image, |dump| {
-                let path = out.join(format!("{n:05}.core"));
-                n += 1;
-                progress(n as usize, count as usize);
-                std::fs::write(&path, dump.write())
-            })
-            .map_err(|e| format!("{}: {e}", plan.program.display()))?;
+            let stats = capture(&plan, &image, numbered(&out, Some(count)))
+                .map_err(|e| format!("{}: {e}", plan.program.display()))?;
             println!(
                 "{}: {} dumps from {} runs, truth complete in {}",
                 out.display(),
@@ -399,12 +416,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             let bytes = std::fs::read(&vmlinux).map_err(|e| format!("{}: {e}", vmlinux.display()))?;
             let syms = KernelSymbols::read(&bytes).map_err(|e| format!("{}: {e}", vmlinux.display()))?;
             let image = Image::parse(&bytes).map_err(|e| format!("{}: {e}", vmlinux.display()))?;
-            let orc = orc_format::generate::ElfImage::parse(bytes.as_slice())
-                .and_then(|i| orc_format::generate::generate(&i))
-                .map_err(|e| format!("{}: {e}", vmlinux.display()))?;
-            std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
-            let table = orc.to_file_bytes().map_err(|e| format!("{}: {e}", vmlinux.display()))?;
-            std::fs::write(out.join("vmlinux.orc"), table).map_err(|e| format!("{}: {e}", out.display()))?;
+            write_table(&vmlinux, &bytes, &out.join("vmlinux.orc"))?;
             let plan = KernelPlan {
                 qemu,
                 kernel,
@@ -424,24 +436,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             if blocked > 0 {
                 std::fs::create_dir_all(&blocked_dir).map_err(|e| format!("{}: {e}", blocked_dir.display()))?;
             }
-            let (mut n, mut b) = (0u32, 0u32);
-            let stats = capture_kernel(
-                &plan,
-                &image,
-                &syms,
-                |dump| {
-                    let path = out.join(format!("{n:05}.core"));
-                    n += 1;
-                    progress(n as usize, count as usize);
-                    std::fs::write(&path, dump.write())
-                },
-                |dump| {
-                    let path = blocked_dir.join(format!("{b:05}.core"));
-                    b += 1;
-                    std::fs::write(&path, dump.write())
-                },
-            )
-            .map_err(|e| format!("{}: {e}", plan.kernel.display()))?;
+            let stats = capture_kernel(&plan, &image, &syms, numbered(&out, Some(count)), numbered(&blocked_dir, None))
+                .map_err(|e| format!("{}: {e}", plan.kernel.display()))?;
             if blocked > 0 {
                 println!(
                     "{}: {} blocked tasks, truth complete in {}",
