@@ -87,8 +87,7 @@ pub fn anchor(
     insn: impl Fn(u64) -> Option<u32>,
     n: &mut Anchors,
 ) -> Vec<(u64, OrcEntry)> {
-    let ranges: Vec<(u64, u64, OrcEntry)> =
-        rows.iter().enumerate().map(|(k, &(s, e))| (s, rows.get(k + 1).map_or(end, |r| r.0), e)).collect();
+    let ranges: Vec<(u64, u64, OrcEntry)> = super::stale::ranges(rows, end).collect();
     let Some(first) = ranges.iter().position(|r| fp_based(&r.2)) else { return rows.to_vec() };
     let fstart = rows.first().map_or(0, |r| r.0);
     let c = ranges[first].2.sp_offset;

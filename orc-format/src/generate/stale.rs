@@ -47,6 +47,11 @@ impl Cuts {
     }
 }
 
+/// Each row of a function ending at `end` as `(start, end, entry)`: a row holds up to the next.
+pub(super) fn ranges(rows: &[(u64, OrcEntry)], end: u64) -> impl Iterator<Item = (u64, u64, OrcEntry)> + '_ {
+    rows.iter().enumerate().map(move |(k, &(s, e))| (s, rows.get(k + 1).map_or(end, |r| r.0), e))
+}
+
 /// Rows `(start, entry)` of one function ending at `end`, with every stale stretch replaced by
 /// UNDEFINED. `insn` reads the instruction at an address; code it cannot read is cut too.
 pub fn cut(
@@ -56,9 +61,8 @@ pub fn cut(
     cuts: &mut Cuts,
 ) -> Vec<(u64, OrcEntry)> {
     let mut out = Vec::with_capacity(rows.len());
-    for (k, &(start, e)) in rows.iter().enumerate() {
+    for (start, row_end, e) in ranges(rows, end) {
         out.push((start, e));
-        let row_end = rows.get(k + 1).map_or(end, |r| r.0);
         let Some(live) = live(&e) else { continue };
         let mut at = start;
         while at < row_end {
