@@ -115,29 +115,27 @@ impl<S: Stacks> Bounds<'_, S> {
         if !addr.is_multiple_of(8) {
             return Err(Reason::Alignment);
         }
-        // Nearly every object lies on the stack the walk is on: no search for those.
-        let stack = match self.current {
-            Some(cur) if cur.contains(addr, size) => cur,
-            _ => self.stacks.find(addr, size).ok_or(Reason::OffStack)?,
-        };
-        if self.task_only && stack.kind != StackKind::Task {
-            return Err(Reason::OffStack);
-        }
         match self.current {
-            Some(cur) if cur == stack => {
+            // Nearly every object lies on the stack the walk is on, admitted already: no search.
+            Some(cur) if cur.contains(addr, size) => {
                 if strict && addr <= self.floor {
                     return Err(Reason::NotIncreasing);
                 }
             }
-            Some(cur) => {
-                if self.left & stack.kind.bit() != 0 || cur.kind == stack.kind {
-                    return Err(Reason::StackReentered);
+            current => {
+                let stack = self.stacks.find(addr, size).ok_or(Reason::OffStack)?;
+                if self.task_only && stack.kind != StackKind::Task {
+                    return Err(Reason::OffStack);
                 }
-                self.left |= cur.kind.bit();
+                if let Some(cur) = current {
+                    if self.left & stack.kind.bit() != 0 || cur.kind == stack.kind {
+                        return Err(Reason::StackReentered);
+                    }
+                    self.left |= cur.kind.bit();
+                    self.floor = 0;
+                }
                 self.current = Some(stack);
-                self.floor = 0;
             }
-            None => self.current = Some(stack),
         }
         if strict {
             self.floor = addr;
@@ -317,7 +315,8 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
             Err(why) => return Err(why),
         };
         let Some(e) = e else { return Ok(Step::End) };
-        let cfa = match e.sp_reg() {
+        let (sp_reg, fp_reg, ra_reg) = (e.sp_reg(), e.fp_reg(), e.ra_reg());
+        let cfa = match sp_reg {
             Some(Reg::Sp) => offset(cur.sp, e.sp_offset)?,
             Some(Reg::Fp) if self.cfg.trust_fp_cfa => offset(cur.fp, e.sp_offset)?,
             Some(Reg::Fp) => return Err(Reason::FpBasedCfa),
@@ -330,7 +329,7 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
         if same_stack && (cfa < cur.sp || (cfa == cur.sp && !cur.exact)) {
             return Err(Reason::CfaBelowCallee);
         }
-        let prev_fp = match e.fp_reg() {
+        let prev_fp = match fp_reg {
             Some(Reg::PrevSp) => {
                 let at = offset(cfa, e.fp_offset)?;
                 // At a call site x29 must point at the record ORC describes. After an exception
@@ -348,9 +347,9 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
             Some(Reg::Undefined) => return Err(Reason::NoFrameRecord),
             _ => return Err(Reason::OrcUnexpected),
         };
-        let (raw_ra, kind) = match e.ra_reg() {
+        let (raw_ra, kind) = match ra_reg {
             Some(Reg::PrevSp) => {
-                if e.fp_reg() == Some(Reg::Undefined) && e.sp_reg() != Some(Reg::Sp) {
+                if fp_reg == Some(Reg::Undefined) && sp_reg != Some(Reg::Sp) {
                     // No record and a CFA that hangs off a frame pointer this function never set.
                     return Err(Reason::NoFrameRecord);
                 }
