@@ -62,14 +62,14 @@ fn user_corpus_has_no_false_reliable_and_keeps_its_coverage() {
 /// Stale rows are real: clang 14 describes no epilogue and only the end of each prologue, and
 /// a walk that follows such a row (here with the opt-in `trust_fp_cfa`, which takes clang's
 /// x29-based rows) drops or repeats a frame with every check passing. The generator cuts them
-/// out ([`orc_format::generate::stale`]): the uncut table is fooled on the real clang stops,
+/// out ([`orc_format::generate::prove`]): the uncut table is fooled on the real clang stops,
 /// the shipped (cut) one never is, even with both opt-ins.
 #[test]
 fn stale_rows_fool_an_uncut_table_and_the_cut_one_refuses_them() {
     use orc_format::generate::{ElfImage, Options, generate_with};
     let elf_bytes = std::fs::read(elf("clang-O2")).unwrap();
     let image = ElfImage::parse(elf_bytes.as_slice()).unwrap();
-    let uncut = generate_with(&image, Options { cut_stale: false, anchor_fp: false }).unwrap().to_file_bytes().unwrap();
+    let uncut = generate_with(&image, Options { prove: false, anchor: false }).unwrap().to_file_bytes().unwrap();
     let shipped = std::fs::read(root().join("tests/corpus/user/clang-O2/program.orc")).unwrap();
     let trust = orcwalk_sim::replay::Trust { fp_cfa: true, orc_only_frames: true };
     let dumps = load("clang-O2");

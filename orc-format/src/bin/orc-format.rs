@@ -31,6 +31,9 @@ enum Cmd {
         /// The symbol the object's PREL32 relocations are expressed against.
         #[arg(long, default_value = "_text")]
         text_symbol: String,
+        /// Keep every CFI row as the compiler wrote it, unproven (to show what proof cuts).
+        #[arg(long)]
+        unproven: bool,
     },
     /// Print a table's header and entries, or only the entry that covers --pc. TABLE is a table
     /// file or a linked ELF holding the ORC sections.
@@ -68,10 +71,11 @@ fn err(p: &Path) -> impl Fn(GenError) -> String + '_ {
 
 fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.cmd {
-        Cmd::Build { elf, output, elf_object, text_symbol } => {
+        Cmd::Build { elf, output, elf_object, text_symbol, unproven } => {
             let cache = generate::open_cached(&elf).map_err(err(&elf))?;
             let image = ElfImage::parse(&cache).map_err(err(&elf))?;
-            let generated = generate::generate(&image).map_err(err(&elf))?;
+            let options = generate::Options { prove: !unproven, anchor: !unproven };
+            let generated = generate::generate_with(&image, options).map_err(err(&elf))?;
             let out = if elf_object {
                 let addr = image
                     .symbols

@@ -4,11 +4,12 @@
 use std::collections::BTreeMap;
 
 use super::GenError;
-use super::anchor::{self, Anchors};
 use super::elf::ElfImage;
 use super::fde::{CfiSections, Fde};
+use super::flow;
+use super::insn::{Regs, writes};
+use super::prove::{self, Patches, Proof};
 use super::rules::Unsupported;
-use super::stale::{self, Cuts};
 use super::stats::Stats;
 use crate::OrcEntry;
 
@@ -65,17 +66,107 @@ fn push(ips: &mut Vec<u64>, entries: &mut Vec<OrcEntry>, addr: u64, entry: OrcEn
 /// How to generate.
 #[derive(Clone, Copy, Debug)]
 pub struct Options {
-    /// Replace the stale part of each row with UNDEFINED ([`stale`]). On by default; off only
-    /// to show what an uncut table would let through.
-    pub cut_stale: bool,
-    /// Rewrite x29-based rows of fixed frames as sp-based where the code proves it
-    /// ([`anchor`]). On by default.
-    pub anchor_fp: bool,
+    /// Prove every row along control flow and make UNDEFINED what does not hold ([`prove`]).
+    /// On by default; off only to show what an unproven table would let through.
+    pub prove: bool,
+    /// Rewrite proven x29-based rows as sp-based where sp is known exactly. On by default.
+    pub anchor: bool,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { cut_stale: true, anchor_fp: true }
+        Options { prove: true, anchor: true }
+    }
+}
+
+/// Sorted `[start, end)` ranges of instructions that alternatives may replace with code the
+/// proof cannot see: a boot-time callback, or a replacement that writes sp, x29 or x30.
+/// Replacements that do neither (barriers, system registers, `nop` for `b`) leave the proof
+/// intact; their control flow is added by [`patch_edges`].
+fn opaque_ranges(image: &ElfImage<'_>) -> Vec<(u64, u64)> {
+    let mut v: Vec<(u64, u64)> = image
+        .alternatives
+        .iter()
+        .filter(|a| {
+            (a.replacement_len == 0 && !patches_nops(image, a))
+                || (0..a.replacement_len / 4)
+                    .any(|k| image.insn(a.replacement + 4 * k).is_none_or(|i| writes(i).meets(Regs::ALL)))
+        })
+        .map(|a| (a.site, a.site.saturating_add(a.len)))
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+/// A callback alternative whose callback writes `nop`s (`alt_cb_patch_nops`, behind every
+/// `alternative_has_cap_*` on arm64): it can only turn a branch into a fall-through.
+fn patches_nops(image: &ElfImage<'_>, a: &super::elf::Alternative) -> bool {
+    a.replacement_len == 0
+        && image
+            .symbols
+            .binary_search_by_key(&a.replacement, |s| s.0)
+            .is_ok_and(|k| image.symbols.get(k).is_some_and(|s| s.2.ends_with("alt_cb_patch_nops")))
+}
+
+/// `(site, target)` edges the code may take at run time besides its own: every jump label
+/// (its site is a `nop` or a branch), every instruction an alternative may replace (it may fall
+/// through where the original branched, or branch where the replacement does: arm64 resolves a
+/// replacement's branch to the same absolute target). Sorted by site.
+fn patch_edges(image: &ElfImage<'_>) -> Vec<(u64, u64)> {
+    let mut v = image.jump_labels.clone();
+    for a in &image.alternatives {
+        for k in 0..a.len / 4 {
+            let site = a.site + 4 * k;
+            v.push((site, site + 4));
+            let pc = a.replacement + 4 * k;
+            if let Some(t) = image.insn(pc).filter(|_| k < a.replacement_len / 4).and_then(|i| flow::flow(pc, i).target)
+            {
+                v.push((site, t));
+            }
+        }
+    }
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// The functions (FDE starts) that can return: the least fixpoint of "some path reaches a
+/// return, an indirect jump, or a tail call to a function that can return, passing only calls
+/// to functions that can return". Calls to anything else are taken to return. The rest never
+/// return (`abort`, `panic`, `do_exit`), and the code after a call to them is not its successor.
+fn returning_functions(
+    image: &ElfImage<'_>,
+    fdes: &[Fde],
+    edges: &[(u64, u64)],
+    opaque: &dyn Fn(u64) -> bool,
+) -> std::collections::HashSet<u64> {
+    let words: Vec<Vec<Option<u32>>> =
+        fdes.iter().map(|f| (f.start..f.end).step_by(4).map(|a| image.insn(a)).collect()).collect();
+    let starts: std::collections::HashSet<u64> = fdes.iter().map(|f| f.start).collect();
+    let mut set = std::collections::HashSet::new();
+    loop {
+        let before = set.len();
+        for (f, w) in fdes.iter().zip(&words) {
+            if set.contains(&f.start) {
+                continue;
+            }
+            let returns = |t: u64| !starts.contains(&t) || set.contains(&t);
+            let lo = edges.partition_point(|j| j.0 < f.start);
+            let hi = edges.partition_point(|j| j.0 < f.end);
+            let code = flow::Code {
+                start: f.start,
+                words: w,
+                jump_labels: edges.get(lo..hi).unwrap_or(&[]),
+                opaque,
+                returns: &returns,
+            };
+            if code.can_return() {
+                set.insert(f.start);
+            }
+        }
+        if set.len() == before {
+            return set;
+        }
     }
 }
 
@@ -103,14 +194,22 @@ pub fn generate_with(image: &ElfImage<'_>, options: Options) -> Result<Generated
     fdes.sort_by_key(|f| (f.start, f.end));
 
     let mut spans: Vec<Span> = Vec::with_capacity(fdes.len());
-    let mut cuts = Cuts::default();
-    let mut anchors = Anchors::default();
+    let mut proof = Proof::default();
+    let opaque = opaque_ranges(image);
+    let is_opaque = |pc: u64| {
+        let k = opaque.partition_point(|r| r.0 <= pc);
+        k.checked_sub(1).and_then(|k| opaque.get(k)).is_some_and(|r| pc < r.1)
+    };
+    let edges = patch_edges(image);
+    let returning = returning_functions(image, &fdes, &edges, &is_opaque);
+    let starts: std::collections::HashSet<u64> = fdes.iter().map(|f| f.start).collect();
+    let returns = |t: u64| !starts.contains(&t) || returning.contains(&t);
+    let patches = Patches { anchor: options.anchor, jump_labels: &edges, opaque: &is_opaque, returns: &returns };
     for fde in &fdes {
         stats.rows += fde.rows.len() as u64;
         let rows = map_rows(fde, &mut stats.unsupported);
-        let rows = if options.cut_stale { stale::cut(&rows, fde.end, |a| image.insn(a), &mut cuts) } else { rows };
         let rows =
-            if options.anchor_fp { anchor::anchor(&rows, fde.end, |a| image.insn(a), &mut anchors) } else { rows };
+            if options.prove { prove::prove(&rows, fde.end, |a| image.insn(a), patches, &mut proof) } else { rows };
         match spans.last_mut() {
             Some(prev) if fde.start < prev.end => {
                 if prev.start == fde.start && prev.end == fde.end && prev.rows == rows {
@@ -136,15 +235,9 @@ pub fn generate_with(image: &ElfImage<'_>, options: Options) -> Result<Generated
         push(&mut ips, &mut entries, span.end, OrcEntry::UNDEFINED);
     }
     stats.fdes_used = spans.len() as u64;
-    (stats.stale_rows_cut, stats.stale_bytes_cut) = (cuts.rows, cuts.bytes);
-    stats.anchors = anchors;
-    stats.anchor_left_examples = anchors
-        .left_first
-        .iter()
-        .take(anchors.left as usize)
-        .map(|&(a, why)| format!("{} (condition {why})", image.symbolize(a)))
-        .collect();
-    stats.stale_examples = cuts.first.iter().take(cuts.rows as usize).map(|&a| image.symbolize(a)).collect();
+    stats.proof = proof;
+    stats.cut_examples =
+        proof.first_cut.iter().take(proof.cut_stretches as usize).map(|&a| image.symbolize(a)).collect();
     stats.entries = ips.len() as u64;
     stats.functions_without_cfi = image
         .symbols

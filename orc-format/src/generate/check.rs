@@ -152,7 +152,7 @@ impl Checker<'_, '_> {
             self.report.refused_addresses += 1;
             return;
         }
-        // An x29-based row the generator anchored to sp (`generate::anchor`): the same frame
+        // An x29-based row the generator anchored to sp (`generate::prove`): the same frame
         // said from sp. Everything but the CFA's base must still agree.
         if let (
             Expect::Call { cfa_on_fp: false, fp, ra, signal, .. },

@@ -27,6 +27,51 @@ pub struct ElfImage<'a> {
     pub build_id: Vec<u8>,
     /// Function symbols `(address, size, name)`, sorted by address.
     pub symbols: Vec<(u64, u64, String)>,
+    /// Kernel jump labels `(site, target)` from `__jump_table`, sorted by site: at run time the
+    /// site is either a `nop` or a branch to the target, whichever the image holds now.
+    pub jump_labels: Vec<(u64, u64)>,
+    /// Kernel alternatives from `.altinstructions`: `(site, length, replacement, length)`;
+    /// a replacement length of 0 is a callback that writes code at boot.
+    pub alternatives: Vec<Alternative>,
+}
+
+/// One `struct alt_instr` (arm64): instructions at `site` the kernel may replace at boot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Alternative {
+    pub site: u64,
+    pub len: u64,
+    pub replacement: u64,
+    pub replacement_len: u64,
+}
+
+/// A 32-bit self-relative field at `data[at..]` whose own address is `base + at`.
+fn rel32(data: &[u8], base: u64, at: usize) -> Option<u64> {
+    let v = i32::from_le_bytes(data.get(at..at.checked_add(4)?)?.try_into().ok()?);
+    base.checked_add(at as u64)?.checked_add_signed(i64::from(v))
+}
+
+/// `struct jump_entry { s32 code; s32 target; long key; }` (relative, arm64).
+fn jump_labels(data: &[u8], base: u64) -> Vec<(u64, u64)> {
+    let mut v: Vec<(u64, u64)> = (0..data.len() / 16)
+        .filter_map(|k| Some((rel32(data, base, 16 * k)?, rel32(data, base, 16 * k + 4)?)))
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+/// `struct alt_instr { s32 orig_offset; s32 alt_offset; u16 cpucap; u8 orig_len; u8 alt_len; }`.
+fn alternatives(data: &[u8], base: u64) -> Vec<Alternative> {
+    (0..data.len() / 12)
+        .filter_map(|k| {
+            let at = 12 * k;
+            Some(Alternative {
+                site: rel32(data, base, at)?,
+                replacement: rel32(data, base, at + 4)?,
+                len: u64::from(*data.get(at + 10)?),
+                replacement_len: u64::from(*data.get(at + 11)?),
+            })
+        })
+        .collect()
 }
 
 fn section_data<'a, R: ReadRef<'a>>(s: &object::Section<'a, '_, R>, name: &'static str) -> Result<&'a [u8], GenError> {
@@ -58,6 +103,8 @@ impl<'a> ElfImage<'a> {
             code: Vec::new(),
             build_id: Vec::new(),
             symbols: Vec::new(),
+            jump_labels: Vec::new(),
+            alternatives: Vec::new(),
         };
         for s in file.sections() {
             let name = s.name().unwrap_or("");
@@ -79,6 +126,10 @@ impl<'a> ElfImage<'a> {
                 ".eh_frame_hdr" => image.eh_frame_hdr_address = Some(s.address()),
                 ".got" => image.got_address = Some(s.address()),
                 ".text" => image.text_address = Some(s.address()),
+                "__jump_table" => image.jump_labels = jump_labels(section_data(&s, "__jump_table")?, s.address()),
+                ".altinstructions" => {
+                    image.alternatives = alternatives(section_data(&s, ".altinstructions")?, s.address())
+                }
                 _ => {}
             }
             // object reports allocated SHF_EXECINSTR progbits as Text.
@@ -104,6 +155,29 @@ impl<'a> ElfImage<'a> {
                 && let Ok(name) = sym.name()
             {
                 image.symbols.push((sym.address(), sym.size(), name.to_string()));
+            }
+        }
+        // vmlinux keeps its jump table inside a data section, between two linker symbols.
+        if image.jump_labels.is_empty() {
+            let find = |name: &str| file.symbols().find(|s| s.name() == Ok(name)).map(|s| s.address());
+            if let (Some(lo), Some(hi)) = (find("__start___jump_table"), find("__stop___jump_table")) {
+                let bytes = file.sections().find_map(|s| {
+                    let (a, size) = (s.address(), s.size());
+                    if a > lo || hi > a.checked_add(size)? {
+                        return None;
+                    }
+                    let data = s.data().ok()?;
+                    data.get(usize::try_from(lo - a).ok()?..usize::try_from(hi - a).ok()?)
+                });
+                match bytes {
+                    Some(b) => image.jump_labels = jump_labels(b, lo),
+                    None => {
+                        return Err(GenError::Section {
+                            section: "__jump_table",
+                            reason: "symbols present but the bytes between them are not readable".into(),
+                        });
+                    }
+                }
             }
         }
         image.symbols.sort_unstable();

@@ -4,16 +4,16 @@
 //! generator maps rules to entries ([`rules`]), the checker decodes entries back into rules and
 //! compares them with gimli's row at every instruction ([`check`]).
 
-pub mod anchor;
 pub mod assemble;
 pub mod check;
 pub mod elf;
 pub mod error;
 pub mod fde;
+pub mod flow;
 pub mod insn;
+pub mod prove;
 pub mod rules;
 pub mod sections;
-pub mod stale;
 pub mod stats;
 
 pub use assemble::{Generated, Options, generate, generate_with};

@@ -15,14 +15,10 @@ pub struct Stats {
     pub fdes_conflicting: u64,
     pub rows: u64,
     pub unsupported: BTreeMap<Unsupported, u64>,
-    /// Stale stretches of rows (an instruction changed what the row relies on) made UNDEFINED.
-    pub stale_rows_cut: u64,
-    pub stale_bytes_cut: u64,
-    /// x29-based rows rewritten as sp-based where the code proves the frame fixed.
-    pub anchors: super::anchor::Anchors,
-    pub anchor_left_examples: Vec<String>,
+    /// What the control-flow proof of the rows kept, cut and anchored (in instructions).
+    pub proof: super::prove::Proof,
     /// Where the first cuts start (`symbol+offset`).
-    pub stale_examples: Vec<String>,
+    pub cut_examples: Vec<String>,
     pub entries: u64,
     pub text_bytes: u64,
     pub covered_bytes: u64,
@@ -64,22 +60,25 @@ impl fmt::Display for Stats {
         for (why, n) in &self.unsupported {
             writeln!(f, "    {n:>8}  {}", why.describe())?;
         }
+        let p = &self.proof;
         writeln!(
             f,
-            "stale rows cut:    {} ({} bytes of text made UNDEFINED: an instruction changed the CFA register, x29 or x30 under the row)",
-            self.stale_rows_cut, self.stale_bytes_cut
+            "rows proven:       {} instructions of {} judged ({} cut to UNDEFINED in {} stretches: no path proves the row); {} not judged (UNDEFINED or not a call frame)",
+            p.proven,
+            p.proven + p.cut,
+            p.cut,
+            p.cut_stretches,
+            p.refused
         )?;
-        for at in &self.stale_examples {
-            writeln!(f, "    from {at}")?;
+        for at in &self.cut_examples {
+            writeln!(f, "    cut from {at}")?;
         }
+        writeln!(f, "x29 CFAs anchored: {} instructions (proven rows rewritten as CFA = sp + k)", p.anchored)?;
         writeln!(
             f,
-            "x29 CFAs anchored: {} rows in {} functions (fixed frames: CFA = sp + k); {} functions keep x29 CFAs",
-            self.anchors.rows, self.anchors.functions, self.anchors.left
+            "functions:         {} proven; {} seeded from their first CFI row (not entered by a call); {} given up",
+            p.functions, p.seeded_from_cfi, p.gave_up
         )?;
-        for at in &self.anchor_left_examples {
-            writeln!(f, "    kept: {at}")?;
-        }
         writeln!(f, "ORC entries:       {}", self.entries)?;
         writeln!(
             f,
