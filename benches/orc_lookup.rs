@@ -33,7 +33,7 @@ fn table_bytes() -> (Vec<u8>, u64, u64) {
         };
         entries.push(e);
     }
-    (orc_format::file::write(&ips, &entries, &[], true).expect("table"), base, ip)
+    (orc_format::file::write(&ips, &entries, &orc_format::ImageId::NONE, true).expect("table"), base, ip)
 }
 
 fn pcs(base: u64, end: u64, n: usize) -> Vec<u64> {

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use orc_format::OrcTable;
+use orc_format::{OrcTable, TableFile};
 use orcwalk::code::TableCode;
 use orcwalk::recovery::{ReturnRecovery, Trampoline};
 use orcwalk::{Config, EndRule, Frame, FrameKind, Policy, Reason, StackList, Verdict, walk};
@@ -73,6 +73,23 @@ pub fn config(i: &SampleInfo, policy: Policy, trust: Trust) -> Config {
 /// The sample's text and entry-text ranges with `table`.
 pub fn code<'a>(i: &SampleInfo, table: OrcTable<'a>) -> TableCode<'a> {
     TableCode { table, text_start: i.text.0, text_end: i.text.1, entry_start: i.entry.0, entry_end: i.entry.1 }
+}
+
+/// The table file for a sample: parsed, and refused unless it was made from the image the
+/// sample was taken from (`TableFile::matches`: a table or sample without an id matches
+/// nothing). A table of other code, even one instruction apart, walks wrong with every check
+/// passing, so replay never pairs them.
+pub fn table_for<'a>(i: &SampleInfo, bytes: &'a [u8]) -> Result<TableFile<'a>, String> {
+    let file = TableFile::parse(bytes).map_err(|e| e.to_string())?;
+    if !file.matches(&i.image_id) {
+        return Err(format!(
+            "table made from image id {} is not for this sample, taken from image id {}{}",
+            file.image_id(),
+            i.image_id,
+            if file.image_id().is_some() && i.image_id.is_some() { "" } else { " (an empty id matches nothing)" }
+        ));
+    }
+    Ok(file)
 }
 
 /// Walks the dump's stack with `table` under `policy` and judges the result.

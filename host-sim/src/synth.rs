@@ -95,7 +95,7 @@ impl Program {
     fn file(rows: Vec<(u64, OrcEntry)>) -> Vec<u8> {
         let ips: Vec<u64> = rows.iter().map(|r| r.0).collect();
         let entries: Vec<OrcEntry> = rows.iter().map(|r| r.1).collect();
-        orc_format::file::write(&ips, &entries, b"orcwalk-synthetic", true).unwrap_or_default()
+        orc_format::file::write(&ips, &entries, &synthetic_id(), true).unwrap_or_default()
     }
 
     /// The shape of the function containing `pc`.
@@ -115,6 +115,11 @@ impl Program {
     fn any(&self, rng: &mut Rng) -> Func {
         self.funcs[rng.below(self.funcs.len() as u64) as usize]
     }
+}
+
+/// The image id of every synthetic program, tables and dumps alike: a stamp in the build-id role.
+pub fn synthetic_id() -> orc_format::ImageId {
+    orc_format::ImageId::build_id(b"orcwalk-synthetic")
 }
 
 /// What was done to a sample on purpose (the list of corruptions).
@@ -291,7 +296,7 @@ fn into_dump(
         (tk::ENTRY, tk::ENTRY + 0x100),
         start,
         stacks,
-        b"orcwalk-synthetic".to_vec(),
+        synthetic_id(),
         image_path,
     );
     (info.fgraph_return, info.truth, info.truth_complete, info.recover) = (tk::TRAMPOLINE, truth, true, recover);

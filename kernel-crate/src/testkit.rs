@@ -93,7 +93,7 @@ impl Func {
 pub fn table_from_rows(rows: Vec<(u64, OrcEntry)>) -> OrcTable<'static> {
     let ips: Vec<u64> = rows.iter().map(|r| r.0).collect();
     let entries: Vec<OrcEntry> = rows.iter().map(|r| r.1).collect();
-    let bytes = orc_format::file::write(&ips, &entries, &[], true).unwrap();
+    let bytes = orc_format::file::write(&ips, &entries, &orc_format::ImageId::NONE, true).unwrap();
     TableFile::parse(std::boxed::Box::leak(bytes.into_boxed_slice())).unwrap().table
 }
 

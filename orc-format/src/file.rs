@@ -10,31 +10,48 @@
 //!  32    8 index base                (text address of index block 0)
 //!  40    4 entry count n
 //!  44    4 index block count m       (0 = no index)
-//!  48    1 build-id length (0..=20)
-//!  49   20 build-id of the ELF the table was made from
-//!  69   11 reserved, zero
+//!  48    1 image id length (0..=20)
+//!  49   20 image id of the ELF the table was made from, zero-padded
+//!  69    1 image id kind             (IdKind: 0 none, 1 GNU build-id, 2 text hash)
+//!  70   10 reserved, zero
 //!  80   4n .orc_unwind_ip  (i32 LE)
 //!      8n .orc_unwind      (8-byte entries)
 //!  4(m+1) lookup index     (u32 LE, only when m > 0)
 //! ```
 //! All integers are little-endian. Nothing in the body needs alignment: fields are decoded with
 //! `from_le_bytes`, so a table can be used straight from wherever it was loaded.
+//!
+//! # The image id kind byte
+//!
+//! Offset 69 was the first reserved byte; it now says what the id bytes are (see
+//! [`crate::image_id`]). The format version stays 1, because both directions stay safe:
+//! - a reader from before the kind byte requires the reserved bytes to be zero, so it refuses
+//!   every table written since (the writer always sets the kind of a non-empty id), rather than
+//!   misreading a text hash as a build-id;
+//! - a table written before it has kind 0. With an id (length > 0) that id can only have come
+//!   from a GNU build-id (or the synthetic corpus's stamp in that role), so it is read as
+//!   [`IdKind::BuildId`]: the shipped kernel tables, which take hours to rebuild, keep working
+//!   byte for byte. Without an id it is [`IdKind::None`] and matches nothing, which is the point:
+//!   such a table was made from an ELF without a build-id and says nothing about which code.
+//!
+//! A bumped version would have refused those kernel tables for no gain in safety.
 
 use crate::entry::ENTRY_SIZE;
+use crate::image_id::{IdKind, ImageId, MAX_ID};
 use crate::table::{IP_SIZE, IndexParts, OrcTable};
 use crate::{FormatId, TableError};
 
 pub const MAGIC: [u8; 8] = *b"ORCWALK\0";
 pub const HEADER_SIZE: usize = 80;
-pub const MAX_BUILD_ID: usize = 20;
+/// Offset of the image id kind byte.
+pub const ID_KIND_OFFSET: usize = 69;
 
 /// A parsed table file: the validated table plus the identity of the image it describes.
 #[derive(Clone, Copy, Debug)]
 pub struct TableFile<'a> {
     pub table: OrcTable<'a>,
     pub format: FormatId,
-    build_id: [u8; MAX_BUILD_ID],
-    build_id_len: u8,
+    image_id: ImageId,
 }
 
 fn field<const N: usize>(bytes: &[u8], off: usize) -> Result<[u8; N], TableError> {
@@ -87,12 +104,23 @@ impl<'a> TableFile<'a> {
         let index_base = u64::from_le_bytes(field(bytes, 32)?);
         let n = u64::from(u32::from_le_bytes(field(bytes, 40)?));
         let blocks = u64::from(u32::from_le_bytes(field(bytes, 44)?));
-        let build_id_len = field::<1>(bytes, 48)?[0];
-        if usize::from(build_id_len) > MAX_BUILD_ID {
-            return Err(TableError::BadHeader { field: "build-id length" });
+        let [id_len] = field::<1>(bytes, 48)?;
+        let id_bytes = field::<MAX_ID>(bytes, 49)?;
+        let id = id_bytes.get(..usize::from(id_len)).ok_or(TableError::BadHeader { field: "image id length" })?;
+        if id_bytes.get(id.len()..).is_some_and(|pad| pad.iter().any(|&b| b != 0)) {
+            return Err(TableError::BadHeader { field: "image id padding" });
         }
-        let build_id = field::<MAX_BUILD_ID>(bytes, 49)?;
-        if field::<11>(bytes, 69)? != [0; 11] {
+        let [kind] = field::<1>(bytes, ID_KIND_OFFSET)?;
+        let kind = match kind {
+            // Written before the kind byte existed: see the module doc.
+            0 if id.is_empty() => IdKind::None,
+            0 => IdKind::BuildId,
+            1 => IdKind::BuildId,
+            2 => IdKind::TextHash,
+            _ => return Err(TableError::BadHeader { field: "image id kind" }),
+        };
+        let image_id = ImageId::from_parts(kind, id).ok_or(TableError::BadHeader { field: "image id" })?;
+        if field::<10>(bytes, 70)? != [0; 10] {
             return Err(TableError::BadHeader { field: "reserved" });
         }
 
@@ -109,12 +137,18 @@ impl<'a> TableFile<'a> {
             return Err(TableError::LengthMismatch { part: "file (trailing bytes)" });
         }
         let table = OrcTable::from_parts(ips, ip_table_addr, entries, index)?;
-        Ok(TableFile { table, format, build_id, build_id_len })
+        Ok(TableFile { table, format, image_id })
     }
 
-    /// The GNU build-id of the ELF this table was generated from (empty if it had none).
-    pub fn build_id(&self) -> &[u8] {
-        self.build_id.get(..usize::from(self.build_id_len)).unwrap_or(&[])
+    /// The id of the image this table was generated from.
+    pub fn image_id(&self) -> ImageId {
+        self.image_id
+    }
+
+    /// Whether this table describes the image `id` names: the check every user of a table file
+    /// makes before walking with it. A table without an id matches nothing.
+    pub fn matches(&self, id: &ImageId) -> bool {
+        self.image_id.matches(id)
     }
 }
 
@@ -124,7 +158,7 @@ impl<'a> TableFile<'a> {
 pub fn write(
     ips: &[u64],
     entries: &[crate::OrcEntry],
-    build_id: &[u8],
+    image_id: &ImageId,
     with_index: bool,
 ) -> Result<Vec<u8>, TableError> {
     let n = u32::try_from(ips.len()).map_err(|_| TableError::BadHeader { field: "entry count" })?;
@@ -138,7 +172,8 @@ pub fn write(
     };
     let blocks =
         u32::try_from(words.len().saturating_sub(1)).map_err(|_| TableError::BadHeader { field: "index blocks" })?;
-    let build_id = build_id.get(..MAX_BUILD_ID.min(build_id.len())).unwrap_or(&[]);
+    let id = image_id.bytes();
+    let kind = if image_id.is_some() { image_id.kind() as u8 } else { IdKind::None as u8 };
 
     let mut out = Vec::with_capacity(HEADER_SIZE + ips.len() * (IP_SIZE + ENTRY_SIZE) + words.len() * 4);
     out.extend_from_slice(&MAGIC);
@@ -149,11 +184,12 @@ pub fn write(
     out.extend_from_slice(&index_base.to_le_bytes());
     out.extend_from_slice(&n.to_le_bytes());
     out.extend_from_slice(&blocks.to_le_bytes());
-    out.push(build_id.len() as u8);
-    let mut id = [0u8; MAX_BUILD_ID];
-    id[..build_id.len()].copy_from_slice(build_id);
-    out.extend_from_slice(&id);
-    out.extend_from_slice(&[0; 11]);
+    out.push(id.len() as u8);
+    let mut padded = [0u8; MAX_ID];
+    padded[..id.len()].copy_from_slice(id);
+    out.extend_from_slice(&padded);
+    out.push(kind);
+    out.extend_from_slice(&[0; 10]);
     debug_assert_eq!(out.len(), HEADER_SIZE);
     for (i, &ip) in ips.iter().enumerate() {
         let slot = ip_table_addr.wrapping_add((i * IP_SIZE) as u64);
@@ -180,16 +216,21 @@ mod tests {
     use quickcheck::quickcheck;
 
     fn sample() -> Vec<u8> {
+        sample_with(&ImageId::build_id(&[0xab; 20]))
+    }
+
+    fn sample_with(id: &ImageId) -> Vec<u8> {
         let call = OrcEntry::new(Kind::Call, Reg::Fp, 32, Reg::PrevSp, -32, Reg::PrevSp, -24, false);
-        write(&[0x10000, 0x10004, 0x10400], &[OrcEntry::end_of_stack(), call, OrcEntry::UNDEFINED], &[0xab; 20], true)
-            .unwrap()
+        write(&[0x10000, 0x10004, 0x10400], &[OrcEntry::end_of_stack(), call, OrcEntry::UNDEFINED], id, true).unwrap()
     }
 
     #[test]
     fn roundtrip_keeps_everything() {
         let bytes = sample();
         let f = TableFile::parse(&bytes).unwrap();
-        assert_eq!(f.build_id(), &[0xab; 20]);
+        assert_eq!(f.image_id().kind(), IdKind::BuildId);
+        assert_eq!(f.image_id().bytes(), &[0xab; 20]);
+        assert!(f.matches(&ImageId::build_id(&[0xab; 20])));
         assert_eq!(f.table.len(), 3);
         assert_eq!(f.table.find(0x10010).unwrap().0, 0x10004);
         assert_eq!(f.table.find(0x103ff).unwrap().0, 0x10004);
@@ -217,6 +258,60 @@ mod tests {
         b[0] = b'X';
         assert_eq!(TableFile::parse(&b).unwrap_err(), TableError::BadMagic);
         assert_eq!(TableFile::parse(b"\x7fELF\x02\x01\x01").unwrap_err(), TableError::BadMagic);
+    }
+
+    #[test]
+    fn id_kinds_roundtrip_and_empty_ids_match_nothing() {
+        let hash = ImageId::text_hash([0x5a; 20]);
+        let b = sample_with(&hash);
+        assert_eq!(b[ID_KIND_OFFSET], IdKind::TextHash as u8);
+        let f = TableFile::parse(&b).unwrap();
+        assert!(f.matches(&hash));
+        assert!(!f.matches(&ImageId::build_id(&[0x5a; 20])), "a text hash is not a build-id");
+
+        let b = sample_with(&ImageId::NONE);
+        assert_eq!((b[48], b[ID_KIND_OFFSET]), (0, 0));
+        let f = TableFile::parse(&b).unwrap();
+        assert_eq!(f.image_id().kind(), IdKind::None);
+        assert!(!f.matches(&ImageId::NONE));
+        assert!(!f.matches(&ImageId::build_id(&[])));
+    }
+
+    /// Tables written before the kind byte (kind 0): with an id, a build-id (the shipped kernel
+    /// tables); without one, nothing.
+    #[test]
+    fn kind_zero_with_an_id_reads_as_a_build_id() {
+        let mut b = sample();
+        b[ID_KIND_OFFSET] = 0;
+        let f = TableFile::parse(&b).unwrap();
+        assert!(f.matches(&ImageId::build_id(&[0xab; 20])));
+        assert!(!f.matches(&ImageId::text_hash([0xab; 20])));
+    }
+
+    #[test]
+    fn bad_id_headers_are_refused() {
+        let bad = |edit: &dyn Fn(&mut Vec<u8>), field: &'static str| {
+            let mut b = sample();
+            edit(&mut b);
+            assert_eq!(TableFile::parse(&b).unwrap_err(), TableError::BadHeader { field }, "{field}");
+        };
+        bad(&|b| b[ID_KIND_OFFSET] = 3, "image id kind");
+        bad(&|b| b[48] = 21, "image id length");
+        bad(&|b| b[48] = 19, "image id padding");
+        bad(&|b| b[48] = 0, "image id padding");
+        bad(&|b| b[70] = 1, "reserved");
+        bad(
+            &|b| {
+                b[48] = 0;
+                b[49..69].fill(0);
+            },
+            "image id",
+        ); // kind 1 without bytes
+        let mut b = sample();
+        b[48] = 10;
+        b[59..69].fill(0);
+        b[ID_KIND_OFFSET] = 2;
+        assert_eq!(TableFile::parse(&b).unwrap_err(), TableError::BadHeader { field: "image id" }, "short text hash");
     }
 
     quickcheck! {

@@ -5,7 +5,10 @@
 //! bit position, a register or type number, the index block size) changes the id. The C header
 //! `include/orc_entry.h` repeats the id and a test compares it with this one.
 
-/// Bumped when the file container changes in a way the layout text does not capture.
+/// Bumped when the file container changes in a way the layout text does not capture, and old
+/// readers would misread. Not bumped for the image id kind byte (header offset 69, formerly
+/// reserved): old readers refuse a non-zero reserved byte, and new readers read the tables
+/// written before it compatibly (`file` module doc), so the shipped tables stay valid.
 pub const FORMAT_VERSION: u32 = 1;
 
 /// Every fact of the format a reader relies on. Edit it together with the code it describes.

@@ -272,7 +272,7 @@ mod tests {
 
     quickcheck! {
         fn find_equals_linear_scan(t: RandomTable, probes: Vec<u32>) -> bool {
-            let bytes = crate::file::write(&t.ips, &t.entries, &[], true).unwrap();
+            let bytes = crate::file::write(&t.ips, &t.entries, &crate::ImageId::NONE, true).unwrap();
             let file = crate::TableFile::parse(&bytes).unwrap();
             let first = t.ips[0];
             let span = t.ips[t.ips.len() - 1] - first + 512;

@@ -45,7 +45,27 @@ fn check_against_another_binary_is_refused() {
     assert!(bin().arg("build").arg(fixture("shapes-clang-O2-fp")).arg("-o").arg(&table).status().unwrap().success());
     let out = bin().arg("check").arg(fixture("shapes-gcc-O0-fp")).arg(&table).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("build-id"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is not a table for") && err.matches("build-id ").count() == 2, "{err}");
+}
+
+/// Two builds one instruction apart, neither with a build-id (tests/fixtures/imageid): their
+/// ids used to be empty, so `check` compared the table with the other build's CFI as if it were
+/// its own. Now each is a text hash, and the pairing is refused, naming both.
+#[test]
+fn check_against_a_build_one_instruction_apart_is_refused() {
+    let twins = |name: &str| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/imageid").join(name);
+    let table = tmp("twins-plain.orc");
+    assert!(bin().arg("build").arg(twins("twins-plain")).arg("-o").arg(&table).status().unwrap().success());
+    let out = bin().arg("dump").arg(&table).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("image id text-hash "));
+    let out = bin().arg("check").arg(twins("twins-plain")).arg(&table).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let out = bin().arg("check").arg(twins("twins-bti")).arg(&table).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("is not a table for") && err.matches("text-hash ").count() == 2, "{err}");
 }
 
 #[test]

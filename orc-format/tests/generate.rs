@@ -38,7 +38,12 @@ fn every_fixture_checks_clean() {
         let (_, bytes) = build(&elf);
         let file = TableFile::parse(&bytes).expect("table parses");
         let image = ElfImage::parse(elf.as_slice()).expect("parse");
-        assert_eq!(file.build_id(), image.build_id.as_slice(), "{name}: build-id carried");
+        // The fixtures are linked with a build-id: that is their id, and the table carries it.
+        let build_id =
+            object::File::parse(elf.as_slice()).unwrap().build_id().unwrap().expect("fixture has a build-id");
+        assert_eq!(image.image_id.kind(), orc_format::IdKind::BuildId, "{name}");
+        assert_eq!(image.image_id.bytes(), build_id, "{name}");
+        assert!(file.matches(&image.image_id), "{name}: image id carried");
         let report = generate::check(&image, &file.table).expect("check");
         assert!(report.cfi_addresses > 100 && report.gap_addresses > 0, "{name}: checked too little: {report:?}");
         assert_eq!(report.mismatch_count, 0, "{name}: {:#?}", report.mismatches);
@@ -121,7 +126,7 @@ fn checker_catches_a_wrong_table() {
         e.ra_offset,
         false,
     );
-    let bytes = orc_format::file::write(&g.ips, &wrong, &g.build_id, true).unwrap();
+    let bytes = orc_format::file::write(&g.ips, &wrong, &g.image_id, true).unwrap();
     let report = generate::check(&image, &TableFile::parse(&bytes).unwrap().table).unwrap();
     assert!(report.mismatch_count > 0);
     assert!(report.mismatches.iter().all(|m| m.addr >= g.ips[i] && m.addr < g.ips[i + 1]));
@@ -130,7 +135,7 @@ fn checker_catches_a_wrong_table() {
     let keep: Vec<usize> = (0..g.ips.len()).filter(|&j| j + 1 == g.ips.len() || !g.entries[j].is_undefined()).collect();
     let ips: Vec<u64> = keep.iter().map(|&j| g.ips[j]).collect();
     let entries: Vec<OrcEntry> = keep.iter().map(|&j| g.entries[j]).collect();
-    let bytes = orc_format::file::write(&ips, &entries, &g.build_id, true).unwrap();
+    let bytes = orc_format::file::write(&ips, &entries, &g.image_id, true).unwrap();
     let report = generate::check(&image, &TableFile::parse(&bytes).unwrap().table).unwrap();
     assert!(report.mismatch_count > 0, "covered gaps must be reported");
 }

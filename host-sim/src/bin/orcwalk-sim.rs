@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use orc_format::TableFile;
 use orcwalk::Policy;
 use orcwalk_sim::capture::kernel::{KernelPlan, KernelSymbols, TaskOffsets, capture_kernel};
 use orcwalk_sim::capture::{Plan, capture};
@@ -267,10 +266,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                         .map_err(|e| format!("{}: table {}: {e}", f.display(), tpath.display()))?;
                     tables.insert(tpath.clone(), bytes);
                 }
-                let tfile = TableFile::parse(&tables[&tpath]).map_err(|e| format!("{}: {e}", tpath.display()))?;
-                if tfile.build_id() != dump.info.image_id.as_slice() {
-                    return Err(format!("{}: table {} was built for another image", f.display(), tpath.display()));
-                }
+                let tfile = orcwalk_sim::replay::table_for(&dump.info, &tables[&tpath])
+                    .map_err(|e| format!("{}: table {}: {e}", f.display(), tpath.display()))?;
                 let a = replay_with(&dump, tfile.table, Policy::Orcwalk, trust);
                 let b = replay_with(&dump, tfile.table, Policy::Mainline, trust);
                 orc.add(dump.info.truth_complete, a.judgement);
@@ -372,7 +369,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 println!("stack {:?} {:#x}..{:#x}", s.kind, s.low, s.high);
             }
             println!("text {:#x}..{:#x}, entry text {:#x}..{:#x}", i.text.0, i.text.1, i.entry.0, i.entry.1);
-            println!("image {} ({})", i.image_path, String::from_utf8_lossy(&i.image_id));
+            println!("image {} ({})", i.image_path, i.image_id);
             println!("truth ({}):", if i.truth_complete { "complete" } else { "incomplete" });
             for (n, pc) in i.truth.iter().enumerate() {
                 println!("    #{n:<2} {pc:#018x}");

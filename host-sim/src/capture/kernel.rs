@@ -293,7 +293,7 @@ fn blocked_tasks(
             syms.entry,
             Start::Call { pc, sp, fp },
             vec![StackInfo { low: stack, high: stack + STACK_SIZE, kind: StackKind::Task }],
-            image.build_id.clone(),
+            image.image_id,
             format!("../{}", plan.table_path),
         );
         info.task_stack_only = true;
@@ -388,7 +388,7 @@ pub fn capture_kernel(
                 StackInfo { low: task_low, high: task_high, kind: StackKind::Task },
                 StackInfo { low: irq.0, high: irq.1, kind: StackKind::Irq },
             ],
-            image.build_id.clone(),
+            image.image_id,
             plan.table_path.clone(),
         );
         let regions = vec![

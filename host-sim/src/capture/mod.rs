@@ -87,7 +87,7 @@ fn sample(t: &mut Target, image: &Image, plan: &Plan, top: u64) -> io::Result<Op
         return Ok(None);
     }
     let Some(data) = t.client.memory(low, (top - low) as usize)? else { return Ok(None) };
-    let info = SampleInfo::user(&regs, image.text, (low, top), image.build_id.clone(), plan.table_path.clone());
+    let info = SampleInfo::user(&regs, image.text, (low, top), image.image_id, plan.table_path.clone());
     let mut dump = Dump { regs, info, regions: vec![Region { vaddr: low, data, exec: false }] };
     let truth = image.unwind(&regs, &dump);
     dump.info.truth = truth.pcs;

@@ -3,7 +3,8 @@
 //! Version 1, all integers little-endian:
 //! ```text
 //!   u32 version (1)          u32 flags: 1 kernel (else user program), 2 start from exception
-//!                                       registers, 4 task stack only, 8 ground truth complete
+//!                                       registers, 4 task stack only, 8 ground truth complete,
+//!                                       16 the image id is a text hash (else a build-id)
 //!   KernelLayout: u64 pt_regs_size, x29, x30, sp, pc, pstate, stackframe; u32 meta_records; u32 va_bits
 //!   u64 text_start, text_end, entry_start, entry_end
 //!   u64 start pc, sp, fp, lr  (pc of a `Call` start is a return address)
@@ -12,10 +13,16 @@
 //!   n_stacks  x { u64 low, u64 high, u32 kind (0 task, 1 irq, 2 overflow, 3/4 sdei, 5 efi), u32 0 }
 //!   n_truth   x u64 pc (innermost first)
 //!   n_recover x { u64 fp, u64 original return address }   (trampoline recovery, keyed by fp)
-//!   image_id_len bytes: build-id (or hash) of the image the ORC table describes
+//!   image_id_len bytes: id of the image the ORC table describes (`orc_format::ImageId`: its
+//!                       GNU build-id, or with flag 16 the hash of its text; none when empty)
+//! ```
+//! Flag 16 came after the first dumps: those have it clear and, as tables from then, a build-id
+//! or nothing, so they read the same as before.
+//! ```text
 //!   image_path_len bytes: UTF-8 path of that table or ELF, relative to the dump
 //! ```
 
+use orc_format::{IdKind, ImageId};
 use orcwalk::{KernelLayout, StackInfo, StackKind, Start};
 
 use super::DumpError;
@@ -28,9 +35,10 @@ const KERNEL: u32 = 1;
 const START_REGS: u32 = 2;
 const TASK_ONLY: u32 = 4;
 const TRUTH_COMPLETE: u32 = 8;
+const ID_TEXT_HASH: u32 = 16;
 
 /// Everything about a sample that is not memory or registers.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct SampleInfo {
     pub kernel: bool,
     pub start_regs: bool,
@@ -49,9 +57,52 @@ pub struct SampleInfo {
     pub truth: Vec<u64>,
     pub truth_complete: bool,
     pub recover: Vec<(u64, u64)>,
-    pub image_id: Vec<u8>,
+    /// The image the sample was taken from; replay only pairs it with a table that matches.
+    pub image_id: ImageId,
     pub image_path: String,
 }
+
+/// Field by field, the image id by kind and bytes: this is "the same note" (round trips), not
+/// "the same image" (that is `ImageId::matches`, which no empty id passes).
+impl PartialEq for SampleInfo {
+    fn eq(&self, o: &SampleInfo) -> bool {
+        let SampleInfo {
+            kernel,
+            start_regs,
+            task_stack_only,
+            layout,
+            text,
+            entry,
+            pc,
+            sp,
+            fp,
+            lr,
+            fgraph_return,
+            kretprobe_trampoline,
+            stacks,
+            truth,
+            truth_complete,
+            recover,
+            image_id,
+            image_path,
+        } = self;
+        (kernel, start_regs, task_stack_only, layout, text, entry, pc, sp, fp, lr)
+            == (&o.kernel, &o.start_regs, &o.task_stack_only, &o.layout, &o.text, &o.entry, &o.pc, &o.sp, &o.fp, &o.lr)
+            && (fgraph_return, kretprobe_trampoline, stacks, truth, truth_complete, recover, image_path)
+                == (
+                    &o.fgraph_return,
+                    &o.kretprobe_trampoline,
+                    &o.stacks,
+                    &o.truth,
+                    &o.truth_complete,
+                    &o.recover,
+                    &o.image_path,
+                )
+            && (image_id.kind(), image_id.bytes()) == (o.image_id.kind(), o.image_id.bytes())
+    }
+}
+
+impl Eq for SampleInfo {}
 
 impl SampleInfo {
     /// A kernel sample starting at `start` on `stacks`, its truth still to be filled in and no
@@ -62,7 +113,7 @@ impl SampleInfo {
         entry: (u64, u64),
         start: Start,
         stacks: Vec<StackInfo>,
-        image_id: Vec<u8>,
+        image_id: ImageId,
         image_path: String,
     ) -> SampleInfo {
         let (pc, sp, fp, lr, start_regs) = match start {
@@ -106,7 +157,7 @@ impl SampleInfo {
         regs: &[u64; 34],
         text: (u64, u64),
         stack: (u64, u64),
-        image_id: Vec<u8>,
+        image_id: ImageId,
         image_path: String,
     ) -> SampleInfo {
         SampleInfo {
@@ -140,7 +191,8 @@ impl SampleInfo {
         let flags = flag(self.kernel, KERNEL)
             | flag(self.start_regs, START_REGS)
             | flag(self.task_stack_only, TASK_ONLY)
-            | flag(self.truth_complete, TRUTH_COMPLETE);
+            | flag(self.truth_complete, TRUTH_COMPLETE)
+            | flag(self.image_id.is_some() && self.image_id.kind() == IdKind::TextHash, ID_TEXT_HASH);
         u32_(&mut o, VERSION);
         u32_(&mut o, flags);
         let l = self.layout;
@@ -154,7 +206,13 @@ impl SampleInfo {
         }
         u64_(&mut o, self.fgraph_return);
         u64_(&mut o, self.kretprobe_trampoline);
-        for n in [self.stacks.len(), self.truth.len(), self.recover.len(), self.image_id.len(), self.image_path.len()] {
+        for n in [
+            self.stacks.len(),
+            self.truth.len(),
+            self.recover.len(),
+            self.image_id.bytes().len(),
+            self.image_path.len(),
+        ] {
             u32_(&mut o, n as u32);
         }
         for s in &self.stacks {
@@ -170,7 +228,7 @@ impl SampleInfo {
             u64_(&mut o, fp);
             u64_(&mut o, ra);
         }
-        o.extend_from_slice(&self.image_id);
+        o.extend_from_slice(self.image_id.bytes());
         o.extend_from_slice(self.image_path.as_bytes());
         o
     }
@@ -220,7 +278,13 @@ impl SampleInfo {
         }
         let truth = (0..counts[1]).map(|_| r.u64()).collect::<Result<_, _>>()?;
         let recover = (0..counts[2]).map(|_| Ok((r.u64()?, r.u64()?))).collect::<Result<_, DumpError>>()?;
-        let image_id = r.bytes(counts[3] as usize)?.to_vec();
+        let id = r.bytes(counts[3] as usize)?;
+        let kind = match (id.is_empty(), flags & ID_TEXT_HASH != 0) {
+            (true, false) => IdKind::None,
+            (false, false) => IdKind::BuildId,
+            (_, true) => IdKind::TextHash,
+        };
+        let image_id = ImageId::from_parts(kind, id).ok_or(DumpError::Note("image id does not fit its kind"))?;
         let image_path = String::from_utf8(r.bytes(counts[4] as usize)?.to_vec())
             .map_err(|_| DumpError::Note("image path is not UTF-8"))?;
         Ok(SampleInfo {
@@ -263,5 +327,31 @@ impl<'a> Reader<'a> {
     }
     fn u64(&mut self) -> Result<u64, DumpError> {
         Ok(u64::from_le_bytes(self.bytes(8)?.try_into().map_err(|_| DumpError::Note("truncated"))?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(id: ImageId) -> SampleInfo {
+        SampleInfo::user(&[0; 34], (0x1000, 0x2000), (0x7000, 0x8000), id, "program.orc".into())
+    }
+
+    #[test]
+    fn image_id_kinds_survive_the_note() {
+        for id in [ImageId::build_id(&[1, 2, 3]), ImageId::text_hash([9; 20]), ImageId::NONE] {
+            let back = SampleInfo::decode(&info(id).encode()).unwrap();
+            assert_eq!((back.image_id.kind(), back.image_id.bytes()), (id.kind(), id.bytes()));
+            assert_eq!(back, info(id));
+        }
+        // Notes from before flag 16: an id is a build-id.
+        let old = info(ImageId::build_id(&[9; 20])).encode();
+        assert!(SampleInfo::decode(&old).unwrap().image_id.matches(&ImageId::build_id(&[9; 20])));
+        assert!(!SampleInfo::decode(&old).unwrap().image_id.matches(&ImageId::text_hash([9; 20])));
+        // A text-hash flag on bytes that are no text hash is refused.
+        let mut bad = info(ImageId::build_id(&[1, 2, 3])).encode();
+        bad[4] |= ID_TEXT_HASH as u8;
+        assert!(SampleInfo::decode(&bad).is_err());
     }
 }

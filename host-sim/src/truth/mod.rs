@@ -67,14 +67,16 @@ pub struct Image<'a> {
     eh_frame: Option<(EhFrame<Slice<'a>>, BaseAddresses)>,
     debug_frame: Option<DebugFrame<Slice<'a>>>,
     code: Vec<(u64, &'a [u8])>,
-    pub build_id: Vec<u8>,
+    /// The id a table made from this ELF carries (`orc_format::generate::elf::image_id`): dumps
+    /// captured from it name it, so replay pairs them only with that table.
+    pub image_id: orc_format::ImageId,
     /// Lowest and highest executable address.
     pub text: (u64, u64),
 }
 
 impl std::fmt::Debug for Image<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Image").field("text", &self.text).field("build_id", &self.build_id).finish()
+        f.debug_struct("Image").field("text", &self.text).field("image_id", &self.image_id).finish()
     }
 }
 
@@ -120,8 +122,8 @@ impl<'a> Image<'a> {
             f.set_vendor(gimli::Vendor::AArch64);
             (f, bases.clone().set_eh_frame(addr))
         });
-        let build_id = file.build_id().ok().flatten().map(<[u8]>::to_vec).unwrap_or_default();
-        Ok(Image { eh_frame, debug_frame: df, code, build_id, text })
+        let image_id = orc_format::generate::elf::image_id(&file);
+        Ok(Image { eh_frame, debug_frame: df, code, image_id, text })
     }
 
     fn is_text(&self, pc: u64) -> bool {

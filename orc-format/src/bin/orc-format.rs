@@ -57,10 +57,6 @@ fn parse_addr(s: &str) -> Result<u64, String> {
     r.map_err(|e| format!("bad address `{s}`: {e}"))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn table_file<'a>(bytes: &'a [u8], path: &Path) -> Result<TableFile<'a>, String> {
     TableFile::parse(bytes).map_err(|e| format!("{}: {e}", path.display()))
 }
@@ -122,7 +118,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 },
                 None => {
                     println!("format v{} layout {:#018x}", file.format.version, file.format.layout_hash);
-                    println!("build-id {}", hex(file.build_id()));
+                    println!("image id {}", file.image_id());
                     println!(
                         "{} entries, index {}",
                         file.table.len(),
@@ -158,11 +154,11 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     *kinds.entry(k.into()).or_default() += 1;
                 }
                 println!(
-                    "table {}: {} entries, {} bytes, build-id {}",
+                    "table {}: {} entries, {} bytes, image id {}",
                     file.display(),
                     t.table.len(),
                     bytes.len(),
-                    hex(t.build_id())
+                    t.image_id()
                 );
                 for (k, n) in kinds {
                     println!("    {n:>8}  {k}");
@@ -178,13 +174,14 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             let image = ElfImage::parse(&cache).map_err(err(&elf))?;
             let table_bytes = generate::read_file(&table).map_err(err(&table))?;
             let file = table_file(&table_bytes, &table)?;
-            if !image.build_id.is_empty() && file.build_id() != image.build_id.as_slice() {
+            if !file.matches(&image.image_id) {
                 return Err(format!(
-                    "{} was built from build-id {}, {} has {}",
+                    "{} is not a table for {}: the table was made from image id {}, the ELF has {}{}",
                     table.display(),
-                    hex(file.build_id()),
                     elf.display(),
-                    hex(&image.build_id)
+                    file.image_id(),
+                    image.image_id,
+                    if file.image_id().is_some() { "" } else { " (a table without an id matches no ELF)" }
                 ));
             }
             let report = generate::check(&image, &file.table).map_err(err(&elf))?;

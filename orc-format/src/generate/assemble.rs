@@ -18,14 +18,14 @@ use crate::OrcEntry;
 pub struct Generated {
     pub ips: Vec<u64>,
     pub entries: Vec<OrcEntry>,
-    pub build_id: Vec<u8>,
+    pub image_id: crate::ImageId,
     pub stats: Stats,
 }
 
 impl Generated {
     /// The table file bytes (with the lookup index).
     pub fn to_file_bytes(&self) -> Result<Vec<u8>, GenError> {
-        Ok(crate::file::write(&self.ips, &self.entries, &self.build_id, true)?)
+        Ok(crate::file::write(&self.ips, &self.entries, &self.image_id, true)?)
     }
 }
 
@@ -249,7 +249,7 @@ pub fn generate_with(image: &ElfImage<'_>, options: Options) -> Result<Generated
         })
         .map(|(_, _, name)| name.clone())
         .collect();
-    let generated = Generated { ips, entries, build_id: image.build_id.clone(), stats };
+    let generated = Generated { ips, entries, image_id: image.image_id, stats };
     let bytes = generated.to_file_bytes()?;
     let mut generated = generated;
     generated.stats.table_bytes = bytes.len() as u64;

@@ -1,9 +1,57 @@
 //! The parts of an aarch64 ELF the generator and checker need: CFI sections, executable ranges,
-//! the build-id and function symbols for messages. Read through `object`, nothing copied.
+//! the image id and function symbols for messages. Read through `object`, nothing copied.
 
-use object::{Object, ObjectSection, ObjectSymbol, ReadRef, SectionKind};
+use object::{Object, ObjectSection, ObjectSymbol, ReadRef, SectionFlags, SectionKind};
+use sha2::{Digest, Sha256};
 
 use super::GenError;
+use crate::image_id::{ImageId, MAX_ID};
+
+/// Domain tag hashed first, so the text hash cannot collide with a hash of anything else, and
+/// can be changed (to `-v2`) if what it covers ever changes.
+pub const TEXT_HASH_TAG: &[u8] = b"orcwalk-text-hash-v1\0";
+
+/// The id of an ELF: its GNU build-id, or, without one, the hash of its text
+/// ([`text_hash`]); [`ImageId::NONE`] when it has neither. The generator puts this in tables
+/// and the captures put it in dumps (`orcwalk_sim::truth::Image`), so both make ids one way.
+pub fn image_id<'data, R: ReadRef<'data>>(file: &object::File<'data, R>) -> ImageId {
+    match file.build_id() {
+        Ok(Some(id)) if !id.is_empty() => ImageId::build_id(id),
+        _ => text_hash(file).map_or(ImageId::NONE, ImageId::text_hash),
+    }
+}
+
+/// SHA-256, cut to 20 bytes, over [`TEXT_HASH_TAG`] and then every allocated executable section
+/// that has bytes in the file (`SHF_ALLOC | SHF_EXECINSTR`, not `SHT_NOBITS`), in address order
+/// (ties by size), each as its address (u64 LE), its size (u64 LE) and its bytes. The addresses
+/// are in, so the same code linked elsewhere is another image (the table holds addresses).
+/// `None` without such a section, or when one cannot be read: then nothing binds the table.
+pub fn text_hash<'data, R: ReadRef<'data>>(file: &object::File<'data, R>) -> Option<[u8; MAX_ID]> {
+    let mut sections = Vec::new();
+    for s in file.sections() {
+        let SectionFlags::Elf { sh_flags, sh_type } = s.flags() else { continue };
+        let exec = object::elf::SHF_ALLOC.0 | object::elf::SHF_EXECINSTR.0;
+        if sh_flags.0 & exec != exec || sh_type == object::elf::SHT_NOBITS || s.size() == 0 {
+            continue;
+        }
+        sections.push((s.address(), s.data().ok()?));
+    }
+    if sections.is_empty() {
+        return None;
+    }
+    sections.sort_unstable_by_key(|&(address, data)| (address, data.len()));
+    let mut h = Sha256::new();
+    h.update(TEXT_HASH_TAG);
+    for (address, data) in sections {
+        h.update(address.to_le_bytes());
+        h.update((data.len() as u64).to_le_bytes());
+        h.update(data);
+    }
+    let digest = h.finalize();
+    let mut out = [0u8; MAX_ID];
+    out.copy_from_slice(digest.get(..MAX_ID)?);
+    Some(out)
+}
 
 /// One CFI section and the address it is loaded at (needed for .eh_frame's pc-relative pointers).
 #[derive(Clone, Copy, Debug)]
@@ -24,7 +72,8 @@ pub struct ElfImage<'a> {
     pub exec_ranges: Vec<(u64, u64)>,
     /// The bytes of the executable sections, `(address, bytes)`, to check CFI rows against.
     pub code: Vec<(u64, &'a [u8])>,
-    pub build_id: Vec<u8>,
+    /// The GNU build-id, or the text hash without one ([`image_id`]).
+    pub image_id: ImageId,
     /// Function symbols `(address, size, name)`, sorted by address.
     pub symbols: Vec<(u64, u64, String)>,
     /// Kernel jump labels `(site, target)` from `__jump_table`, sorted by site: at run time the
@@ -101,7 +150,7 @@ impl<'a> ElfImage<'a> {
             text_address: None,
             exec_ranges: Vec::new(),
             code: Vec::new(),
-            build_id: Vec::new(),
+            image_id: ImageId::NONE,
             symbols: Vec::new(),
             jump_labels: Vec::new(),
             alternatives: Vec::new(),
@@ -146,9 +195,7 @@ impl<'a> ElfImage<'a> {
             }
         }
         image.exec_ranges.sort_unstable();
-        if let Ok(Some(id)) = file.build_id() {
-            image.build_id = id.to_vec();
-        }
+        image.image_id = image_id(&file);
         for sym in file.symbols() {
             if sym.kind() == object::SymbolKind::Text
                 && sym.address() != 0
