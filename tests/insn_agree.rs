@@ -9,7 +9,7 @@ use object::{Object, ObjectSection, SectionKind};
 fn binaries() -> Vec<std::path::PathBuf> {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let mut v = Vec::new();
-    for dir in ["user", "orc"] {
+    for dir in ["user", "orc", "shapes"] {
         for e in std::fs::read_dir(root.join(dir)).unwrap() {
             let p = e.unwrap().path();
             let bytes = std::fs::read(&p).unwrap();
