@@ -13,9 +13,9 @@
 //! main-less frames as complete with no doubt, so a captured corpus would score these false
 //! reliable verdicts as correct; only a truth taken by running the program on catches them.
 //!
-//! The tests marked `#[ignore]` fail today; they pass once the fixes land (the generator's A64
-//! decoder knowing the tag stores with writeback; the stale cut following control flow).
-//! `cargo test --test shapes -- --ignored` shows them failing.
+//! Both walks returned RELIABLE with `main` missing before the generator proved its rows along
+//! control flow (`orc_format::generate::prove`): `orc-format build --unproven` still makes the
+//! table they were fooled by.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -55,7 +55,7 @@ fn objdump(name: &str, from: u64, to: u64) -> String {
 /// generator ships.
 fn rows_at(bytes: &[u8], pc: u64) -> (OrcEntry, OrcEntry) {
     let image = ElfImage::parse(bytes).unwrap();
-    let raw = generate_with(&image, Options { cut_stale: false, anchor_fp: false }).unwrap().to_file_bytes().unwrap();
+    let raw = generate_with(&image, Options { prove: false, anchor: false }).unwrap().to_file_bytes().unwrap();
     let shipped = generate(&image).unwrap().to_file_bytes().unwrap();
     let at = |b: &[u8]| TableFile::parse(b).unwrap().table.find(pc).unwrap().1;
     (at(&raw), at(&shipped))
@@ -78,7 +78,7 @@ fn stop_at(name: &str, pc: u64) -> (Dump, Vec<u64>) {
     assert_eq!(regs[32], pc);
     let low = regs[31] & !15;
     let data = t.client.memory(low, (top - low) as usize).unwrap().unwrap();
-    let info = SampleInfo::user(&regs, image.text, (low, top), image.build_id.clone(), String::new());
+    let info = SampleInfo::user(&regs, image.text, (low, top), image.image_id.clone(), String::new());
     let mut dump = Dump { regs, info, regions: vec![Region { vaddr: low, data, exec: false }] };
     // What the harness's CFI truth (as scripts/capture-user-corpus records it) says at the stop.
     let at_stop = image.unwind(&regs, &dump);
@@ -180,7 +180,6 @@ fn tag_epilogue_fixture_has_the_shape() {
 }
 
 #[test]
-#[ignore = "soundness reproducer: fails until the generator's A64 decoder treats stg/stzg/st2g/stz2g with writeback as sp writes"]
 fn tag_epilogue_stops_are_not_fooled() {
     let mut wrong = Vec::new();
     for pc in TAG_BAD {
@@ -247,7 +246,6 @@ fn early_return_stop_does_not_fool_the_default() {
 }
 
 #[test]
-#[ignore = "soundness reproducer: fails until the stale-row cut follows control flow (frameless blocks inside an x29-based row)"]
 fn early_return_stop_does_not_fool_trust_fp_cfa() {
     let (dump, truth) = stop_at(EARLY, EARLY_BAD);
     assert_eq!(truth[1..], EARLY_TRUTH, "the program's own frames");
