@@ -78,7 +78,7 @@ fn stop_at(name: &str, pc: u64) -> (Dump, Vec<u64>) {
     assert_eq!(regs[32], pc);
     let low = regs[31] & !15;
     let data = t.client.memory(low, (top - low) as usize).unwrap().unwrap();
-    let info = SampleInfo::user(&regs, image.text, (low, top), image.image_id.clone(), String::new());
+    let info = SampleInfo::user(&regs, image.text, (low, top), image.image_id, String::new());
     let mut dump = Dump { regs, info, regions: vec![Region { vaddr: low, data, exec: false }] };
     // What the harness's CFI truth (as scripts/capture-user-corpus records it) says at the stop.
     let at_stop = image.unwind(&regs, &dump);

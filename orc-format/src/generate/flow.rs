@@ -272,7 +272,11 @@ fn keeps(i: u32, r: u32) -> bool {
         return i & 31 != r; // add/sub immediate
     }
     match access(i) {
-        Some(a) => !a.regs.iter().flatten().any(|&(t, _)| a.load && t == r) && !(a.wb.is_some() && a.rn == r),
+        Some(a) => {
+            let loaded = a.load && a.regs.iter().flatten().any(|&(t, _)| t == r);
+            let written_back = a.wb.is_some() && a.rn == r;
+            !(loaded || written_back)
+        }
         None => false,
     }
 }
@@ -295,11 +299,9 @@ pub fn step(s: &State, i: u32, opaque: bool) -> State {
         let (rd, rn) = (i & 31, (i >> 5) & 31);
         let imm = i64::from((i >> 10) & 0xfff) << if (i >> 22) & 1 == 1 { 12 } else { 0 };
         let imm = if (i >> 30) & 1 == 1 { -imm } else { imm };
-        if rd == 31 && rn == 31 {
-            if let Sp::AtMost(d) = s.sp {
-                n.set_sp(Sp::AtMost(d.saturating_add(imm)));
-                return n;
-            }
+        if let (31, 31, Sp::AtMost(d)) = (rd, rn, s.sp) {
+            n.set_sp(Sp::AtMost(d.saturating_add(imm)));
+            return n;
         }
         n.write(rd, s.base(rn).map(|b| b.saturating_add(imm)));
         return n;
@@ -360,8 +362,10 @@ pub fn step(s: &State, i: u32, opaque: bool) -> State {
                 for (k, (r, wide)) in a.regs.iter().enumerate().filter_map(|(k, r)| r.map(|r| (k, r))) {
                     let at = lo.saturating_add(if k == 0 { 0 } else { half });
                     match r {
-                        29 if wide && s.fp == Fp::Caller => n.fp_slot = Some(at),
-                        30 if wide && s.lr => n.ra_slot = Some(at),
+                        // A second copy (`stur x30, [x29, #-64]` for the kernel's shadow
+                        // stack of return addresses) leaves the first, which CFI describes.
+                        29 if wide && s.fp == Fp::Caller && n.fp_slot.is_none() => n.fp_slot = Some(at),
+                        30 if wide && s.lr && n.ra_slot.is_none() => n.ra_slot = Some(at),
                         _ => {}
                     }
                 }
@@ -573,8 +577,8 @@ pub fn analyse(code: &Code<'_>, seed: Seed) -> Option<Vec<Option<State>>> {
         }
         // Indirect jumps that are not tail calls: their targets get the jump's state.
         let mut from: Option<State> = None;
-        for k in 0..n {
-            let (Some(s), Some(i)) = (states[k], code.words[k]) else { continue };
+        for (k, (&s, &i)) in states.iter().zip(code.words).enumerate() {
+            let (Some(s), Some(i)) = (s, i) else { continue };
             let pc = code.start + 4 * k as u64;
             if flow(pc, i).indirect && !s.is_exit() {
                 let after = step(&s, i, (code.opaque)(pc));

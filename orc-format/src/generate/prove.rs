@@ -301,7 +301,10 @@ mod tests {
     }
 
     /// `__schedule`'s shape (Debian 6.12 vmlinux): record in the middle of a fixed frame.
-    fn schedule() -> (Vec<(u64, u32)>, Vec<(u64, OrcEntry)>) {
+    type Code = Vec<(u64, u32)>;
+    type Rows = Vec<(u64, OrcEntry)>;
+
+    fn schedule() -> (Code, Rows) {
         let code = vec![
             (0x00, 0xd503233f), // paciasp
             (0x04, 0xd10283ff), // sub sp, sp, #0xa0          -> row sp+160
