@@ -26,7 +26,8 @@ use orcwalk::{Policy, Verdict};
 use orcwalk_sim::capture::rsp::Stop;
 use orcwalk_sim::capture::target::Target;
 use orcwalk_sim::dump::{Dump, Region, SampleInfo};
-use orcwalk_sim::replay::{Trust, replay_with};
+use orcwalk_sim::replay::{Trust, replay_text};
+use orcwalk_sim::text::ImageText;
 use orcwalk_sim::truth::Image;
 
 fn program(name: &str) -> PathBuf {
@@ -116,14 +117,28 @@ fn hex(pcs: &[u64]) -> String {
 /// The walk under each configuration, with what it found wrong: `None` when it is sound
 /// (unreliable, or reliable with exactly the true frames).
 fn fooled(name: &str, dump: &Dump, truth: &[u64], configs: &[(&str, Trust)]) -> Vec<String> {
+    fooled_with(name, dump, truth, configs, Options::default(), false)
+}
+
+/// `fooled` with the table made with `options` (`prove: false`: the compiler's rows as they
+/// are), and with the program's text given to the walk (its call-site and x30 witnesses) or not.
+fn fooled_with(
+    name: &str,
+    dump: &Dump,
+    truth: &[u64],
+    configs: &[(&str, Trust)],
+    options: Options,
+    with_text: bool,
+) -> Vec<String> {
     let bytes = std::fs::read(program(name)).unwrap();
     let image = ElfImage::parse(bytes.as_slice()).unwrap();
-    let table = generate(&image).unwrap().to_file_bytes().unwrap();
+    let table = generate_with(&image, options).unwrap().to_file_bytes().unwrap();
     let table = TableFile::parse(&table).unwrap().table;
+    let text = ImageText::from_elf(&bytes).unwrap();
     let sym = |pc: u64| format!("{pc:#x} ({})", image.symbolize(pc));
     let mut wrong = Vec::new();
     for &(config, trust) in configs {
-        let out = replay_with(dump, table, Policy::Orcwalk, trust);
+        let out = replay_text(dump, table, with_text.then(|| text.view()), Policy::Orcwalk, trust);
         let pcs: Vec<u64> = out.frames.iter().map(|f| f.0).collect();
         println!("{name} at {:#x}, {config}: {:?}, frames {}", dump.regs[32], out.verdict, hex(&pcs));
         if out.verdict != Verdict::Reliable || pcs == truth {
@@ -251,4 +266,27 @@ fn early_return_stop_does_not_fool_trust_fp_cfa() {
     assert_eq!(truth[1..], EARLY_TRUTH, "the program's own frames");
     let wrong = fooled(EARLY, &dump, &truth, &CONFIGS[2..]);
     assert!(wrong.is_empty(), "{EARLY}: false reliable:\n{}", wrong.join("\n"));
+}
+
+/// The walk's own witnesses, independent of the generator's proof: with the compiler's rows
+/// unproven, shape 2 fools the walk when it cannot see the text and not when it can (x30 still
+/// holds row_done's own return address, after main's `bl row_done`; the row's slot holds main's).
+/// Shape 1 stays the generator's to catch: the stale return address it reads follows glibc's
+/// `blr x3` into main, an indirect call that names no callee, and `tagged` keeps no record and
+/// has made calls (x30 is no witness), so nothing in the walk can tell.
+#[test]
+fn unproven_rows_are_caught_by_the_text_witnesses() {
+    let unproven = Options { prove: false, anchor: false };
+    let (dump, truth) = stop_at(EARLY, EARLY_BAD);
+    let configs = &CONFIGS[2..];
+    let blind = fooled_with(EARLY, &dump, &truth, configs, unproven, false);
+    assert_eq!(blind.len(), configs.len(), "the unproven table should fool a walk without text: {blind:?}");
+    let seeing = fooled_with(EARLY, &dump, &truth, configs, unproven, true);
+    assert!(seeing.is_empty(), "fooled with the text at hand:\n{}", seeing.join("\n"));
+    let (dump, truth) = stop_at(TAG, TAG_BAD[0]);
+    assert_eq!(
+        fooled_with(TAG, &dump, &truth, &CONFIGS[..1], unproven, true).len(),
+        1,
+        "shape 1 caught by the walk now: say so"
+    );
 }

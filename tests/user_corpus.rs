@@ -10,7 +10,7 @@ use std::process::Command;
 use orc_format::TableFile;
 use orcwalk::Policy;
 use orcwalk_sim::dump::Dump;
-use orcwalk_sim::replay::{ChainSummary, Summary, replay};
+use orcwalk_sim::replay::{ChainSummary, Summary, Trust, replay, replay_text};
 
 /// Measured on the shipped corpus with the sound defaults (README, "Real user stacks"):
 /// gcc -O0 98.2 %, gcc -O2 96.7 %, clang -O2 0.3 % (clang keeps its CFA on x29: FpBasedCfa).
@@ -43,14 +43,23 @@ fn user_corpus_has_no_false_reliable_and_keeps_its_coverage() {
             "{build}: the workload is linked with a build-id"
         );
         assert!(table.matches(&image.image_id), "{build}: program.orc is not the shipped binary's");
+        // The replay beside the table finds the program (program.elf) and checks call sites too.
+        let text =
+            orcwalk_sim::replay::text_beside(&root().join("tests/corpus/user").join(build).join("program.orc"), &table)
+                .unwrap()
+                .expect("program.elf beside program.orc");
         let (mut orc, mut mainline, mut chain) = (Summary::default(), Summary::default(), ChainSummary::default());
+        let mut blind = Summary::default();
         for (path, dump) in &dumps {
             assert!(dump.info.image_id.matches(&image.image_id), "{}: captured from another binary", path.display());
-            let a = replay(dump, table.table, Policy::Orcwalk);
+            let a = replay_text(dump, table.table, Some(text.view()), Policy::Orcwalk, Trust::default());
             orc.add(dump.info.truth_complete, a.judgement);
+            blind.add(dump.info.truth_complete, replay(dump, table.table, Policy::Orcwalk).judgement);
             mainline.add(dump.info.truth_complete, replay(dump, table.table, Policy::Mainline).judgement);
             chain.add(dump);
         }
+        // The text witnesses refuse no sample the walk without them proves correct.
+        assert_eq!(orc.correct, blind.correct, "{build}: call-site or x30 witness refused a true stack");
         println!("{build}: orcwalk {orc:?}\n{build}: mainline {mainline:?}\n{build}: fp-chain {chain:?}");
         total += dumps.len();
         assert_eq!(orc.false_reliable, 0, "{build}: false-reliable verdicts");

@@ -6,4 +6,5 @@ pub mod capture;
 pub mod dump;
 pub mod replay;
 pub mod synth;
+pub mod text;
 pub mod truth;

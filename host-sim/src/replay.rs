@@ -72,7 +72,14 @@ pub fn config(i: &SampleInfo, policy: Policy, trust: Trust) -> Config {
 
 /// The sample's text and entry-text ranges with `table`.
 pub fn code<'a>(i: &SampleInfo, table: OrcTable<'a>) -> TableCode<'a> {
-    TableCode { table, text_start: i.text.0, text_end: i.text.1, entry_start: i.entry.0, entry_end: i.entry.1 }
+    TableCode {
+        table,
+        text_start: i.text.0,
+        text_end: i.text.1,
+        entry_start: i.entry.0,
+        entry_end: i.entry.1,
+        text: None,
+    }
 }
 
 /// The table file for a sample: parsed, and refused unless it was made from the image the
@@ -92,6 +99,22 @@ pub fn table_for<'a>(i: &SampleInfo, bytes: &'a [u8]) -> Result<TableFile<'a>, S
     Ok(file)
 }
 
+/// The text of the program a table was made from, when it lies beside the table as
+/// `program.elf` (the user corpora) and is that very image; `None` otherwise (the kernel
+/// corpora ship no vmlinux).
+pub fn text_beside(
+    table_path: &std::path::Path,
+    table: &TableFile<'_>,
+) -> Result<Option<crate::text::ImageText>, String> {
+    let elf = table_path.with_file_name("program.elf");
+    let Ok(bytes) = std::fs::read(&elf) else { return Ok(None) };
+    let file = object::File::parse(bytes.as_slice()).map_err(|e| format!("{}: {e}", elf.display()))?;
+    if !table.matches(&orc_format::generate::elf::image_id(&file)) {
+        return Err(format!("{}: not the image {} was made from", elf.display(), table_path.display()));
+    }
+    crate::text::ImageText::from_elf(&bytes).map(Some).map_err(|e| format!("{}: {e}", elf.display()))
+}
+
 /// Walks the dump's stack with `table` under `policy` and judges the result.
 pub fn replay(dump: &Dump, table: OrcTable<'_>, policy: Policy) -> Outcome {
     replay_with(dump, table, policy, Trust::default())
@@ -99,8 +122,20 @@ pub fn replay(dump: &Dump, table: OrcTable<'_>, policy: Policy) -> Outcome {
 
 /// `replay` with the weak-proof opt-ins set as given.
 pub fn replay_with(dump: &Dump, table: OrcTable<'_>, policy: Policy, trust: Trust) -> Outcome {
+    replay_text(dump, table, None, policy, trust)
+}
+
+/// `replay_with` with the image's text, so the walk also checks that every return address
+/// follows a call to the function it returns from.
+pub fn replay_text(
+    dump: &Dump,
+    table: OrcTable<'_>,
+    text: Option<orcwalk::code::Text<'_>>,
+    policy: Policy,
+    trust: Trust,
+) -> Outcome {
     let i = &dump.info;
-    let (cfg, code) = (config(i, policy, trust), code(i, table));
+    let (cfg, code) = (config(i, policy, trust), TableCode { text, ..code(i, table) });
     let start = i.start();
     let mut frames = Vec::new();
     let verdict =

@@ -20,6 +20,44 @@ pub trait CodeInfo {
     fn exact_pc_proven(&self, _pc: u64) -> bool {
         true
     }
+    /// The instruction word at `pc`, or `None` where text cannot be read here (a dump replayed
+    /// without its image). With it the walk checks the second witness of every return address:
+    /// the instruction before it must be a call, and a direct call must lead to the function
+    /// the address returns from. A kernel can always read its text.
+    fn insn(&self, _pc: u64) -> Option<u32> {
+        None
+    }
+    /// The function `[start, end)` containing `pc`, from a symbol table, when one is at hand.
+    fn function(&self, _pc: u64) -> Option<(u64, u64)> {
+        None
+    }
+}
+
+/// An image's text and function bounds, for [`CodeInfo::insn`] and [`CodeInfo::function`].
+#[derive(Clone, Copy, Debug)]
+pub struct Text<'a> {
+    /// Address of `bytes[0]`.
+    pub base: u64,
+    pub bytes: &'a [u8],
+    /// Functions `(start, end)`, sorted by start, not overlapping.
+    pub functions: &'a [(u64, u64)],
+}
+
+impl Text<'_> {
+    pub fn insn(&self, pc: u64) -> Option<u32> {
+        if !pc.is_multiple_of(4) {
+            return None;
+        }
+        let at = usize::try_from(pc.checked_sub(self.base)?).ok()?;
+        let b = self.bytes.get(at..at.checked_add(4)?)?;
+        Some(u32::from_le_bytes([*b.first()?, *b.get(1)?, *b.get(2)?, *b.get(3)?]))
+    }
+
+    pub fn function(&self, pc: u64) -> Option<(u64, u64)> {
+        let k = self.functions.partition_point(|f| f.0 <= pc);
+        let f = *self.functions.get(k.checked_sub(1)?)?;
+        (pc < f.1).then_some(f)
+    }
 }
 
 /// The common case: one validated table and one text range.
@@ -30,6 +68,8 @@ pub struct TableCode<'a> {
     pub text_end: u64,
     pub entry_start: u64,
     pub entry_end: u64,
+    /// The image's text, where the walker can see it (the simulator with the image at hand).
+    pub text: Option<Text<'a>>,
 }
 
 impl CodeInfo for TableCode<'_> {
@@ -43,5 +83,47 @@ impl CodeInfo for TableCode<'_> {
 
     fn is_entry_text(&self, pc: u64) -> bool {
         self.entry_start <= pc && pc < self.entry_end
+    }
+
+    fn insn(&self, pc: u64) -> Option<u32> {
+        self.text?.insn(pc)
+    }
+
+    fn function(&self, pc: u64) -> Option<(u64, u64)> {
+        self.text?.function(pc)
+    }
+}
+
+/// `code` with its instructions read through `mem`: in a kernel, text is ordinary readable
+/// memory, so the walk's own reader serves (the C ABI's read callback).
+#[derive(Debug)]
+pub struct TextInMemory<'a, C, M> {
+    pub code: &'a C,
+    pub mem: &'a M,
+}
+
+impl<C: CodeInfo, M: crate::memory::Memory> CodeInfo for TextInMemory<'_, C, M> {
+    fn is_text(&self, pc: u64) -> bool {
+        self.code.is_text(pc)
+    }
+    fn orc(&self, pc: u64) -> Option<OrcEntry> {
+        self.code.orc(pc)
+    }
+    fn is_entry_text(&self, pc: u64) -> bool {
+        self.code.is_entry_text(pc)
+    }
+    fn exact_pc_proven(&self, pc: u64) -> bool {
+        self.code.exact_pc_proven(pc)
+    }
+    fn insn(&self, pc: u64) -> Option<u32> {
+        if !pc.is_multiple_of(4) || !self.code.is_text(pc) {
+            return None;
+        }
+        let word = self.mem.read_u64(pc & !7)?;
+        let shift = if pc & 4 == 0 { 0 } else { 32 };
+        Some((word >> shift) as u32)
+    }
+    fn function(&self, pc: u64) -> Option<(u64, u64)> {
+        self.code.function(pc)
     }
 }

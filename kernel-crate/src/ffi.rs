@@ -10,7 +10,7 @@ use core::ffi::c_void;
 
 use orc_format::{IndexParts, OrcTable};
 
-use crate::code::TableCode;
+use crate::code::{TableCode, TextInMemory};
 use crate::frame::Frame;
 use crate::layout::KernelLayout;
 use crate::memory::Memory;
@@ -289,8 +289,11 @@ pub unsafe extern "C" fn orcwalk_stack_walk_reliable(
             text_end: c.text_end,
             entry_start: c.entry_start,
             entry_end: c.entry_end,
+            text: None,
         };
         let mem = CMemory { read: c.read, ctx: c.ctx };
+        // Instructions are read like any other kernel memory, through the caller's reader.
+        let code = TextInMemory { code: &code, mem: &mem };
         let rec =
             CRecovery { recover: c.recover, fgraph: c.fgraph_return, kretprobe: c.kretprobe_trampoline, ctx: c.ctx };
         walk(start, &cfg, &mem, &CStacks(given), &code, &rec, |f: &Frame| consume(cookie, f.pc))

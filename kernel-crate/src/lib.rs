@@ -25,6 +25,7 @@
     )
 )]
 
+pub mod call;
 pub mod code;
 #[allow(unsafe_code)] // the one module allowed raw pointers; see its header
 pub mod ffi;

@@ -21,7 +21,8 @@ pub enum Reason {
     OrcUndefined,
     /// ORC type the walk cannot use here (e.g. REGS from CFI, END_OF_STACK in a kernel).
     OrcUnexpected,
-    /// The frame pointer is not where ORC says the function keeps its frame record.
+    /// The frame pointer is not where ORC says the function keeps its frame record (at a call
+    /// site), or after an exception neither that record nor the caller's x29 saved in it.
     FpMismatch,
     /// The caller's CFA computed from ORC is below the callee's.
     CfaBelowCallee,
@@ -45,6 +46,14 @@ pub enum Reason {
     BadStart,
     /// More frames than the limit, or the consumer stopped the walk (its buffer is full).
     FrameLimit,
+    /// The instruction before a return address is not a call (`bl`, `blr`).
+    NotACallSite,
+    /// The call before a return address names a function that is not the one it returns from
+    /// and cannot tail-call into it: the address was read from the wrong slot.
+    WrongCallee,
+    /// After an exception x30 still holds the interrupted function's own return address, but
+    /// the slot its ORC row names holds another: the row does not describe this moment.
+    LrContradictsRow,
 }
 
 impl Reason {
@@ -70,6 +79,9 @@ impl Reason {
             Reason::FpBasedCfa => "CFA on x29, unanchored",
             Reason::BadStart => "unusable start state",
             Reason::FrameLimit => "frame limit or consumer full",
+            Reason::NotACallSite => "return address does not follow a call",
+            Reason::WrongCallee => "return address's call leads elsewhere",
+            Reason::LrContradictsRow => "x30 contradicts the row's return-address slot",
         }
     }
 }

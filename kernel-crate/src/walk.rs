@@ -11,6 +11,7 @@
 
 use orc_format::{Kind, OrcEntry, Reg};
 
+use crate::call::{self, CallSite};
 use crate::code::CodeInfo;
 use crate::frame::{Frame, FrameKind};
 use crate::layout::{KernelLayout, META_FINAL, META_PT_REGS};
@@ -184,7 +185,15 @@ struct Walker<'a, M, S: Stacks, C, R> {
 
 impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R> {
     /// The clean-up every return address gets: PAC off, trampolines undone, then it must be text.
-    fn return_address(&self, raw: u64, record_fp: u64, kind: FrameKind) -> Result<(u64, FrameKind), Reason> {
+    /// Under the orcwalk policy it must also follow a call that can lead to `cur`'s function
+    /// ([`call`]), where the text can be read.
+    fn return_address(
+        &self,
+        raw: u64,
+        record_fp: u64,
+        kind: FrameKind,
+        cur: &Cursor,
+    ) -> Result<(u64, FrameKind), Reason> {
         let mut pc = strip_pac(raw, self.cfg.layout.va_bits);
         let mut kind = kind;
         if let Some(t) = self.recovery.trampoline(pc) {
@@ -194,6 +203,15 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
         }
         if !self.code.is_text(pc) {
             return Err(Reason::UnknownText);
+        }
+        if self.cfg.policy == Policy::Orcwalk {
+            // A return address points after its call: the function it returns from holds pc − 4.
+            let callee = if cur.exact { cur.pc } else { cur.pc.saturating_sub(4) };
+            match call::check(self.code, pc, callee) {
+                CallSite::Consistent => {}
+                CallSite::NotACall => return Err(Reason::NotACallSite),
+                CallSite::WrongCallee => return Err(Reason::WrongCallee),
+            }
         }
         Ok((pc, kind))
     }
@@ -338,7 +356,15 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
                     return Err(Reason::FpMismatch);
                 }
                 self.bounds.admit(at, 8, true)?;
-                self.mem.read_u64(at).ok_or(Reason::ReadFault)?
+                let saved = self.mem.read_u64(at).ok_or(Reason::ReadFault)?;
+                // The second witness after an exception: x29 from pt_regs is this function's
+                // record (body) or still the caller's, which the slot then holds too (after
+                // the prologue's `stp`, after the epilogue's restoring `ldp`). Anything else
+                // says the row does not describe this moment of this code.
+                if cur.exact && cur.fp != at && cur.fp != saved {
+                    return Err(Reason::FpMismatch);
+                }
+                saved
             }
             // x29 not saved: still the caller's. After an exception that is a prologue or
             // epilogue. At a call site this function built no record (no frame pointer) and its
@@ -354,7 +380,20 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
                     return Err(Reason::NoFrameRecord);
                 }
                 let at = offset(cfa, e.ra_offset)?;
-                (self.bounds.read(self.mem, at)?, FrameKind::Return)
+                let ra = self.bounds.read(self.mem, at)?;
+                // The second witness after an exception: while x30 still holds this function's
+                // own return address (a `bl` into it precedes the address), the slot the row
+                // names must hold the same one. A row gone stale (an epilogue that already
+                // restored x30 and moved sp) names a slot of the caller's instead.
+                if let (true, Some(lr)) = (cur.exact, cur.lr) {
+                    let va = self.cfg.layout.va_bits;
+                    if strip_pac(lr, va) != strip_pac(ra, va)
+                        && call::returns_from(self.code, strip_pac(lr, va), cur.pc)
+                    {
+                        return Err(Reason::LrContradictsRow);
+                    }
+                }
+                (ra, FrameKind::Return)
             }
             Some(Reg::Undefined) => match cur.lr {
                 Some(lr) if cur.exact => (lr, FrameKind::LinkRegister),
@@ -368,7 +407,7 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
             // A meta/final record where ORC proves a C function keeps its frame record.
             return Err(Reason::BadMetaRecord);
         }
-        let (pc, kind) = self.return_address(raw_ra, prev_fp, kind)?;
+        let (pc, kind) = self.return_address(raw_ra, prev_fp, kind, cur)?;
         Ok(Step::Next(Cursor { pc, sp: cfa, fp: prev_fp, lr: None, exact: e.signal() }, kind))
     }
 
@@ -388,7 +427,7 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
         self.bounds.admit(cur.fp, 16, true)?;
         let prev_fp = self.mem.read_u64(cur.fp).ok_or(Reason::ReadFault)?;
         let raw = self.mem.read_u64(cur.fp.checked_add(8).ok_or(Reason::OffStack)?).ok_or(Reason::ReadFault)?;
-        let (pc, kind) = self.return_address(raw, prev_fp, FrameKind::Return)?;
+        let (pc, kind) = self.return_address(raw, prev_fp, FrameKind::Return, cur)?;
         Ok(Step::Next(Cursor { pc, sp: cur.fp, fp: prev_fp, lr: None, exact: false }, kind))
     }
 }

@@ -623,3 +623,105 @@ mod properties {
             .quickcheck(corrupted_never_falsely_reliable as fn(bool, u8, u16, u8, u16) -> TestResult);
     }
 }
+
+/// The testkit's code with text: every function's call site (`base + CALL_RET - 4`) is a `bl` to
+/// the callee given per test, everything else `nop`, functions `[base, base + FUNC_LEN)`.
+struct WithText {
+    code: Code,
+    /// `None`: text unreadable (as in a dump replayed without its image).
+    calls: Option<Vec<(u64, u64)>>,
+}
+
+impl crate::code::CodeInfo for WithText {
+    fn is_text(&self, pc: u64) -> bool {
+        self.code.is_text(pc)
+    }
+    fn orc(&self, pc: u64) -> Option<OrcEntry> {
+        self.code.orc(pc)
+    }
+    fn is_entry_text(&self, pc: u64) -> bool {
+        self.code.is_entry_text(pc)
+    }
+    fn insn(&self, pc: u64) -> Option<u32> {
+        let bl = |from: u64, to: u64| 0x9400_0000 | ((to.wrapping_sub(from) as i64 / 4) as u32 & 0x03ff_ffff);
+        let calls = self.calls.as_ref()?;
+        if pc == ENTRY_RET - 4 {
+            return Some(0xd63f_0260); // blr x19: entry code calls the first C function
+        }
+        Some(calls.iter().find(|c| c.0 == pc).map_or(0xd503_201f, |&(at, to)| bl(at, to)))
+    }
+    fn function(&self, pc: u64) -> Option<(u64, u64)> {
+        let base = pc & !0xff;
+        (pc - base < FUNC_LEN).then_some((base, base + FUNC_LEN))
+    }
+}
+
+fn run_text(b: &Builder, start: Start, rows: Vec<(u64, OrcEntry)>, calls: Option<&[(Func, Func)]>) -> Run {
+    let calls = calls.map(|c| c.iter().map(|(from, to)| (from.base + CALL_RET - 4, to.base)).collect());
+    let code = WithText { code: Code { table: table_from_rows(rows), sync_only: None }, calls };
+    let (mut pcs, mut kinds) = (Vec::new(), Vec::new());
+    let cfg = Config::kernel(b.layout);
+    let verdict = walk(start, &cfg, &b.mem, &StackList { stacks: &stacks() }, &code, &Graph::default(), |f| {
+        pcs.push(f.pc);
+        kinds.push(f.kind);
+        true
+    });
+    Run { verdict, pcs, kinds }
+}
+
+/// A stale table: the body's row kept over `f`'s epilogue (as an address-order generator keeps
+/// it after an undecoded sp write). Interrupted there, the row names the caller's record and
+/// return address, x29 agrees (the caller's record sits at its sp), and only x30 (still `f`'s
+/// own return address, after a `bl f`) tells the truth: the adversarial review's shape.
+#[test]
+fn x30_contradicting_a_stale_epilogue_row_is_caught() {
+    // The caller's frame is as big as f's: the walk lands exactly on A's CFA and every later
+    // check passes. (With another size A's record check catches it.)
+    let (f, g) = (Func::at(0xa, Shape::Framed(16)), Func::at(0xb, Shape::Framed(16)));
+    let all: Vec<(u64, OrcEntry)> = f.rows().into_iter().chain(g.rows()).collect();
+    let stale: Vec<(u64, OrcEntry)> = rows(&all).into_iter().filter(|r| r.0 != f.base + EPILOGUE).collect();
+    let calls = [(A, g), (g, f)];
+    let mut b = Builder::new(KernelLayout::V6_13);
+    b.call(A).call(g);
+    let regs = b.interrupted(f, EPILOGUE);
+    // With the right table: reliable and exact, with or without text.
+    for text in [None, Some(&calls[..])] {
+        let right = run_text(&b, regs, rows(&all), text);
+        assert_eq!((right.verdict, right.pcs), (Verdict::Reliable, b.expected()));
+    }
+    // The stale table fools the walk without text: B is skipped with every check passing.
+    let fooled = run_text(&b, regs, stale.clone(), None);
+    assert_eq!(fooled.verdict, Verdict::Reliable);
+    assert_ne!(fooled.pcs, b.expected());
+    // With text, x30 (after `bl f` in B) contradicts the slot (B's own return address).
+    assert_eq!(reason(&run_text(&b, regs, stale, Some(&calls))), Some(Reason::LrContradictsRow));
+}
+
+/// Every return address must follow a call, and a direct call must lead to the function the
+/// address returns from (or to one that can tail-call).
+#[test]
+fn return_addresses_must_follow_a_call_to_their_callee() {
+    let mut b = Builder::new(KernelLayout::V6_13);
+    b.call(A).call(B).call(H);
+    let all = rows(&[]);
+    let good = run_text(&b, b.start_call(), all.clone(), Some(&[(A, B), (B, H)]));
+    assert_eq!((good.verdict, good.pcs), (Verdict::Reliable, b.expected()));
+    // A's call site is a `nop` here: B's return address into A follows no call.
+    assert_eq!(reason(&run_text(&b, b.start_call(), all.clone(), Some(&[(B, H)]))), Some(Reason::NotACallSite));
+    // A's call names H (which cannot tail-call) while the address returns from B.
+    assert_eq!(reason(&run_text(&b, b.start_call(), all, Some(&[(A, H), (B, H)]))), Some(Reason::WrongCallee));
+}
+
+/// After an exception x29 must be the interrupted function's record or the caller's x29 the
+/// record holds; a row whose slot holds neither is refused.
+#[test]
+fn x29_contradicting_the_row_after_an_exception_is_caught() {
+    let layout = KernelLayout::V6_13;
+    let mut b = Builder::new(layout);
+    b.call(A);
+    let Start::Regs { pc, sp, lr, .. } = b.interrupted(B, 0x10) else { unreachable!() };
+    let ok = run(&b, Start::Regs { pc, sp, fp: sp, lr }, Config::kernel(layout));
+    assert_eq!(ok.verdict, Verdict::Reliable);
+    let off = run(&b, Start::Regs { pc, sp, fp: sp + 0x100, lr }, Config::kernel(layout));
+    assert_eq!(reason(&off), Some(Reason::FpMismatch));
+}

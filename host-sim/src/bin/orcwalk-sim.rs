@@ -12,8 +12,9 @@ use orcwalk::Policy;
 use orcwalk_sim::capture::kernel::{KernelPlan, KernelSymbols, TaskOffsets, capture_kernel};
 use orcwalk_sim::capture::{Plan, capture};
 use orcwalk_sim::dump::Dump;
-use orcwalk_sim::replay::{ChainSummary, Judgement, Summary, Trust, replay_with};
+use orcwalk_sim::replay::{ChainSummary, Judgement, Summary, Trust, replay_text};
 use orcwalk_sim::synth::{Program, Rng, sample};
+use orcwalk_sim::text::ImageText;
 use orcwalk_sim::truth::Image;
 
 #[derive(Parser)]
@@ -255,6 +256,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             // Per directory (one program or table each), printed when there is more than one.
             let mut groups: BTreeMap<PathBuf, (Summary, Summary, ChainSummary)> = BTreeMap::new();
             let mut chain = ChainSummary::default();
+            let mut texts: BTreeMap<PathBuf, Option<ImageText>> = BTreeMap::new();
+            let mut with_text = 0u64;
             for (n, f) in files.iter().enumerate() {
                 let dump = load(f)?;
                 let tpath = elf
@@ -268,8 +271,17 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 }
                 let tfile = orcwalk_sim::replay::table_for(&dump.info, &tables[&tpath])
                     .map_err(|e| format!("{}: table {}: {e}", f.display(), tpath.display()))?;
-                let a = replay_with(&dump, tfile.table, Policy::Orcwalk, trust);
-                let b = replay_with(&dump, tfile.table, Policy::Mainline, trust);
+                if !texts.contains_key(&tpath) {
+                    let text = match &elf_bytes {
+                        Some(b) if elf.is_some() => Some(ImageText::from_elf(b)?),
+                        _ => orcwalk_sim::replay::text_beside(&tpath, &tfile)?,
+                    };
+                    texts.insert(tpath.clone(), text);
+                }
+                let text = texts[&tpath].as_ref().map(ImageText::view);
+                with_text += u64::from(text.is_some());
+                let a = replay_text(&dump, tfile.table, text, Policy::Orcwalk, trust);
+                let b = replay_text(&dump, tfile.table, text, Policy::Mainline, trust);
                 orc.add(dump.info.truth_complete, a.judgement);
                 mainline.add(dump.info.truth_complete, b.judgement);
                 let g = groups.entry(f.parent().unwrap_or(Path::new(".")).to_path_buf()).or_default();
@@ -333,6 +345,10 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 }
                 println!("\n{}\n{}", summary_line("orcwalk", &orc), summary_line("mainline", &mainline));
                 chain_line(&chain);
+                println!(
+                    "call sites: checked against the image's text on {with_text} of {} samples (the rest have no image at hand)",
+                    orc.samples
+                );
             }
             let bad = if chosen == Policy::Orcwalk { orc.false_reliable } else { mainline.false_reliable };
             if bad > 0 {

@@ -1,0 +1,168 @@
+//! The second witness of a return address: the instruction before it.
+//!
+//! ORC says where a function keeps its return address; the text says whether the value found
+//! there can be one. A return address follows a call (`bl`, `blr` and its PAC forms), and a direct
+//! `bl` names its callee: the function the address returns from must be that callee, or be
+//! reached from it by tail calls. A stale return address read from the wrong slot (a row that no
+//! longer describes the code, a table for another build) is usually a real return address of
+//! some other call, which the first check passes and the second refuses.
+//!
+//! Tail calls make the second check one-sided: `a` calls `b`, `b` ends in `b c`, `c` is the
+//! function interrupted, and the return address names `b`. So a mismatch is refused only when the
+//! named callee cannot tail-call at all: no branch leaves its bounds and it has no indirect jump.
+//! Where the callee is not a known function (a PLT stub, a module veneer) nothing is refused.
+
+use crate::code::CodeInfo;
+
+/// `blr`, `blraa`, `blrab`, `blraaz`, `blrabz`.
+fn is_indirect_call(i: u32) -> bool {
+    i & 0xfeff_f000 == 0xd63f_0000
+}
+
+/// The target of a `bl` at `pc`.
+pub fn bl_target(pc: u64, i: u32) -> Option<u64> {
+    if i & 0xfc00_0000 != 0x9400_0000 {
+        return None;
+    }
+    let imm = i64::from(((i << 6) as i32) >> 6); // sign-extend imm26
+    pc.checked_add_signed(imm.checked_mul(4)?)
+}
+
+/// Where a branch at `pc` goes: `Some(Some(target))` for a direct branch, `Some(None)` for an
+/// indirect jump, `None` for anything else (calls and returns included).
+fn branch(pc: u64, i: u32) -> Option<Option<u64>> {
+    let target = |imm: u32, bits: u32| {
+        let shift = 32u32.checked_sub(bits)?;
+        let off = i64::from(((imm << shift) as i32) >> shift).checked_mul(4)?;
+        pc.checked_add_signed(off)
+    };
+    if i & 0xfc00_0000 == 0x1400_0000 {
+        return Some(target(i & 0x03ff_ffff, 26)); // b
+    }
+    if i & 0xff00_0000 == 0x5400_0000 || i & 0x7e00_0000 == 0x3400_0000 {
+        return Some(target((i >> 5) & 0x7_ffff, 19)); // b.cond, cbz, cbnz
+    }
+    if i & 0x7e00_0000 == 0x3600_0000 {
+        return Some(target((i >> 5) & 0x3fff, 14)); // tbz, tbnz
+    }
+    if i & 0xfe00_0000 == 0xd600_0000 && matches!((i >> 21) & 0xf, 0b0000 | 0b1000) {
+        return Some(None); // br, braa, brab
+    }
+    None
+}
+
+/// The most instructions a callee is scanned for tail calls; a longer one is given the benefit
+/// of the doubt (it is assumed to tail-call), so the bound costs coverage of nothing.
+const SCAN_LIMIT: u64 = 16_384;
+
+/// True when the function `[start, end)` may leave by a tail call (or cannot be read).
+fn may_tail_call<C: CodeInfo>(code: &C, start: u64, end: u64) -> bool {
+    let mut pc = start;
+    let mut n = 0u64;
+    while pc < end {
+        if n >= SCAN_LIMIT {
+            return true;
+        }
+        let Some(i) = code.insn(pc) else { return true };
+        match branch(pc, i) {
+            Some(None) => return true,
+            Some(Some(t)) if t < start || t >= end => return true,
+            _ => {}
+        }
+        n = n.saturating_add(1);
+        pc = match pc.checked_add(4) {
+            Some(p) => p,
+            None => return true,
+        };
+    }
+    false
+}
+
+/// What the text says about return address `ra` of a frame whose function contains `callee_pc`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallSite {
+    /// The text agrees (or cannot be read here).
+    Consistent,
+    /// The instruction before `ra` is not a call.
+    NotACall,
+    /// A direct call to a function that is not `callee_pc`'s and cannot tail-call into it.
+    WrongCallee,
+}
+
+/// True when `ra` can only be the return address of the current invocation of the function
+/// holding `pc`: the instruction before it is a `bl` into that function, from another function.
+/// (From the same function it may as well be the return address of a recursive call this
+/// invocation made and returned from.) Needs text and function bounds; `false` without them.
+pub fn returns_from<C: CodeInfo>(code: &C, ra: u64, pc: u64) -> bool {
+    let Some(at) = ra.checked_sub(4) else { return false };
+    let (Some(i), Some((start, end))) = (code.insn(at), code.function(pc)) else { return false };
+    let inside = |a: u64| start <= a && a < end;
+    !inside(at) && bl_target(at, i).is_some_and(inside)
+}
+
+pub fn check<C: CodeInfo>(code: &C, ra: u64, callee_pc: u64) -> CallSite {
+    let Some(at) = ra.checked_sub(4) else { return CallSite::NotACall };
+    let Some(i) = code.insn(at) else { return CallSite::Consistent };
+    if is_indirect_call(i) {
+        return CallSite::Consistent;
+    }
+    let Some(target) = bl_target(at, i) else { return CallSite::NotACall };
+    let Some((start, end)) = code.function(callee_pc) else { return CallSite::Consistent };
+    // Called at its start, or at an inner entry point of the same function (assembly).
+    if start <= target && target < end {
+        return CallSite::Consistent;
+    }
+    match code.function(target) {
+        Some((ts, te)) if !may_tail_call(code, ts, te) => CallSite::WrongCallee,
+        _ => CallSite::Consistent,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orc_format::OrcEntry;
+
+    /// Three functions: `f` at 0x100 (bl g at 0x104), `g` at 0x200 (tail-calls h), `h` at 0x300,
+    /// `k` at 0x400 (plain leaf: ret).
+    struct Img;
+    impl CodeInfo for Img {
+        fn is_text(&self, _: u64) -> bool {
+            true
+        }
+        fn orc(&self, _: u64) -> Option<OrcEntry> {
+            None
+        }
+        fn insn(&self, pc: u64) -> Option<u32> {
+            Some(match pc {
+                0x104 => 0x9400_003f, // bl 0x200
+                0x108 => 0xd63f_0020, // blr x1
+                0x10c => 0x9400_00bd, // bl 0x400
+                0x110 => 0xd503_201f, // nop
+                0x200 => 0x1400_0040, // b 0x300
+                0x400 => 0xd65f_03c0, // ret
+                _ => 0xd503_201f,
+            })
+        }
+        fn function(&self, pc: u64) -> Option<(u64, u64)> {
+            [(0x100, 0x180), (0x200, 0x204), (0x300, 0x380), (0x400, 0x404)].into_iter().find(|f| f.0 <= pc && pc < f.1)
+        }
+    }
+
+    #[test]
+    fn calls_and_their_callees() {
+        assert_eq!(bl_target(0x104, 0x9400_003f), Some(0x200));
+        assert_eq!(bl_target(0x104, 0x97ff_ffff), Some(0x100));
+        // g called directly, g interrupted.
+        assert_eq!(check(&Img, 0x108, 0x200), CallSite::Consistent);
+        // g called, h interrupted: g tail-calls.
+        assert_eq!(check(&Img, 0x108, 0x310), CallSite::Consistent);
+        // blr: any callee.
+        assert_eq!(check(&Img, 0x10c, 0x310), CallSite::Consistent);
+        // k called, h interrupted: k cannot lead to h.
+        assert_eq!(check(&Img, 0x110, 0x310), CallSite::WrongCallee);
+        // Not after a call.
+        assert_eq!(check(&Img, 0x114, 0x310), CallSite::NotACall);
+        assert_eq!(check(&Img, 0, 0x310), CallSite::NotACall);
+    }
+}
