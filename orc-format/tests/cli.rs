@@ -81,3 +81,29 @@ fn garbage_is_exit_2_with_a_reason() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/file"));
 }
+
+/// `check` holds a table to the control-flow proof: the compiler's rows as they are (clang 14
+/// describes no epilogue, only the end of each prologue) claim frames no path proves.
+#[test]
+fn check_refuses_rows_not_proven_along_control_flow() {
+    let elf = fixture("shapes-clang-O2-fp");
+    let (proven, unproven) = (tmp("clang-proven.orc"), tmp("clang-unproven.orc"));
+    for (out, extra) in [(&proven, None), (&unproven, Some("--unproven"))] {
+        let o = bin().arg("build").arg(&elf).arg("-o").arg(out).args(extra).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let o = bin().arg("check").arg(&elf).arg(&proven).output().unwrap();
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{s}");
+    assert!(s.contains("0 contradicted along some path"), "{s}");
+    let o = bin().arg("check").arg(&elf).arg(&unproven).output().unwrap();
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{s}");
+    let n: u64 = s
+        .split(" contradicted along some path")
+        .next()
+        .and_then(|h| h.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(n > 0, "{s}");
+}

@@ -188,13 +188,19 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             for m in &report.mismatches {
                 println!("mismatch {m}");
             }
+            let p = &report.proof;
             println!(
-                "checked {} addresses with CFI and {} without: {} mismatches ({} refused as stale, {} anchored to sp)",
+                "checked {} addresses with CFI and {} without: {} mismatches ({} refused (UNDEFINED where CFI has a rule), {} anchored to sp, {} contradicted along some path)",
                 report.cfi_addresses,
                 report.gap_addresses,
                 report.mismatch_count,
                 report.refused_addresses,
-                report.anchored_addresses
+                report.anchored_addresses,
+                report.contradicted_addresses
+            );
+            println!(
+                "proof of the image: {} instructions proven, {} cut, {} not judged (UNDEFINED or not a call frame)",
+                p.proven, p.cut, p.refused
             );
             if report.mismatch_count > 0 {
                 return Ok(ExitCode::from(1));

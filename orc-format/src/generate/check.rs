@@ -3,6 +3,10 @@
 //! never claim a rule the CFI does not); in text without CFI the table must say nothing (or
 //! UNDEFINED).
 //!
+//! Then along control flow: every call frame the table claims must hold on every path into its
+//! pc, by the generator's proof of the same image ([`super::prove`]): a table made by another
+//! tool, or by an older generator that checked rows in address order, fails there.
+//!
 //! The comparison runs in the other direction from the generator: the table entry is decoded
 //! back into rules ([`Expect::from_entry`]) and compared with rules read off gimli's row
 //! ([`Expect::from_row`]), so a slip in the generator's mapping shows up as a mismatch here.
@@ -131,6 +135,11 @@ pub struct CheckReport {
     pub refused_addresses: u64,
     /// Addresses where CFI puts the CFA on x29 and the table on sp (fixed frames anchored).
     pub anchored_addresses: u64,
+    /// The generator's control-flow proof of the same image ([`super::prove`]), in instructions.
+    pub proof: super::prove::Proof,
+    /// Addresses where the table claims a call frame that the proof does not hold on every
+    /// path (counted in `mismatch_count` too).
+    pub contradicted_addresses: u64,
     pub mismatch_count: u64,
     pub mismatches: Vec<Mismatch>,
 }
@@ -262,6 +271,41 @@ pub fn check(image: &ElfImage<'_>, table: &OrcTable<'_>) -> Result<CheckReport, 
                         checker.compare(addr, Expect::Undefined);
                         addr += INSN;
                     }
+                }
+            }
+        }
+    }
+    // Along control flow: every call frame the table claims must be what the proof holds at that
+    // pc (or its x29-based form, where the proof anchored it to sp).
+    let proven = super::generate(image)?;
+    checker.report.proof = proven.stats.proof;
+    let proven_bytes = proven.to_file_bytes()?;
+    let proven = crate::TableFile::parse(&proven_bytes)?.table;
+    for &(s, e) in &image.exec_ranges {
+        for addr in (s..e).step_by(INSN as usize) {
+            let Some((_, claim)) = table.find(addr) else { continue };
+            if claim.kind() != Some(Kind::Call) {
+                continue;
+            }
+            let holds = proven.find(addr).map(|(_, p)| p);
+            let same_frame = |p: OrcEntry| {
+                p == claim
+                    || (claim.sp_reg() == Some(Reg::Fp)
+                        && p.sp_reg() == Some(Reg::Sp)
+                        && (p.fp_reg(), p.fp_offset, p.ra_reg(), p.ra_offset, p.signal())
+                            == (claim.fp_reg(), claim.fp_offset, claim.ra_reg(), claim.ra_offset, claim.signal()))
+            };
+            if !holds.is_some_and(same_frame) {
+                checker.report.contradicted_addresses += 1;
+                checker.report.mismatch_count += 1;
+                if checker.report.mismatches.len() < MAX_LISTED {
+                    let expected = Expect::from_entry(holds);
+                    checker.report.mismatches.push(Mismatch {
+                        addr,
+                        symbol: image.symbolize(addr),
+                        expected,
+                        found: Some(claim),
+                    });
                 }
             }
         }
