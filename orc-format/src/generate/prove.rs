@@ -403,6 +403,59 @@ mod tests {
         assert_eq!(out, vec![(0x00, ENTRY), (0x04, OrcEntry::UNDEFINED), (0x0c, saved)]);
     }
 
+    /// `read_wb_reg` (Debian 6.12 and 7.2 vmlinux): a frameless function's jump table, `br x1`
+    /// with the frame torn down into `mrs x0, ...; ret` pairs. The jump used to count as a tail
+    /// call and its targets as unreached (cut); they start in the jump's state.
+    #[test]
+    fn a_frameless_jump_table_reaches_its_targets() {
+        let code: &[(u64, u32)] = &[
+            (0x00, 0x7100fc1f), // cmp w0, #0x3f
+            (0x04, 0x54000069), // b.ls 0x10
+            (0x08, 0xd2800000), // mov x0, #0
+            (0x0c, 0xd65f03c0), // ret
+            (0x10, 0x10000061), // adr x1, 0x1c
+            (0x14, 0x8b204c21), // add x1, x1, w0, uxtw #3
+            (0x18, 0xd61f0020), // br x1
+            (0x1c, 0xd5300fe0), // mrs x0, dbgwcr15_el1
+            (0x20, 0xd65f03c0), // ret
+            (0x24, 0xd5300ee0), // mrs x0, dbgwcr14_el1
+            (0x28, 0xd65f03c0), // ret
+        ];
+        let (out, p) = run(code, &[(0x00, ENTRY)], 0x2c);
+        assert_eq!(out, vec![(0x00, ENTRY)]);
+        assert_eq!((p.proven, p.cut), (11, 0));
+        // The targets get the jump's state, not a frame: a row claiming one there is cut.
+        let framed = call(Reg::Sp, 16, Reg::PrevSp, -16, Reg::PrevSp, -8);
+        let (out, _) = run(code, &[(0x00, ENTRY), (0x1c, framed)], 0x2c);
+        assert_eq!(out, vec![(0x00, ENTRY), (0x1c, OrcEntry::UNDEFINED)]);
+    }
+
+    /// A jump table in the body (`br x1` with a frame) next to a tail call (`br x16` after the
+    /// epilogue): the tail call does not feed the table's targets with its torn-down state, so
+    /// an entry row there (false: the body's jump reaches it with the frame up) is cut.
+    #[test]
+    fn a_tail_call_does_not_feed_a_framed_jump_table() {
+        let code: &[(u64, u32)] = &[
+            (0x00, 0xa9bf7bfd), // stp x29, x30, [sp, #-16]!
+            (0x04, 0x910003fd), // mov x29, sp
+            (0x08, 0xb4000060), // cbz x0, 0x14
+            (0x0c, 0x10000081), // adr x1, 0x1c
+            (0x10, 0xd61f0020), // br x1
+            (0x14, 0xa8c17bfd), // ldp x29, x30, [sp], #16
+            (0x18, 0xd61f0200), // br x16
+            (0x1c, 0x94000000), // bl
+            (0x20, 0xa8c17bfd), // ldp x29, x30, [sp], #16
+            (0x24, 0xd65f03c0), // ret
+        ];
+        let saved = call(Reg::Sp, 16, Reg::PrevSp, -16, Reg::PrevSp, -8);
+        let rows = |at_1c: OrcEntry| [(0x00, ENTRY), (0x04, saved), (0x18, ENTRY), (0x1c, at_1c), (0x24, ENTRY)];
+        let (out, p) = run(code, &rows(saved), 0x28);
+        assert_eq!(out, rows(saved).to_vec());
+        assert_eq!(p.cut, 0);
+        let (out, _) = run(code, &rows(ENTRY), 0x28);
+        assert!(out.contains(&(0x1c, OrcEntry::UNDEFINED)), "{out:x?}");
+    }
+
     #[test]
     fn unreadable_code_is_not_trusted() {
         let mut p = Proof::default();
