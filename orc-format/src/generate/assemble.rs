@@ -139,6 +139,7 @@ fn returning_functions(
     fdes: &[Fde],
     edges: &[(u64, u64)],
     opaque: &dyn Fn(u64) -> bool,
+    stops: &dyn Fn(u64) -> bool,
 ) -> std::collections::HashSet<u64> {
     let words: Vec<Vec<Option<u32>>> =
         fdes.iter().map(|f| (f.start..f.end).step_by(4).map(|a| image.insn(a)).collect()).collect();
@@ -159,6 +160,7 @@ fn returning_functions(
                 jump_labels: edges.get(lo..hi).unwrap_or(&[]),
                 opaque,
                 returns: &returns,
+                stops,
             };
             if code.can_return() {
                 set.insert(f.start);
@@ -201,10 +203,12 @@ pub fn generate_with(image: &ElfImage<'_>, options: Options) -> Result<Generated
         k.checked_sub(1).and_then(|k| opaque.get(k)).is_some_and(|r| pc < r.1)
     };
     let edges = patch_edges(image);
-    let returning = returning_functions(image, &fdes, &edges, &is_opaque);
+    let stops = |pc: u64| image.bugs.binary_search(&pc).is_ok();
+    let returning = returning_functions(image, &fdes, &edges, &is_opaque, &stops);
     let starts: std::collections::HashSet<u64> = fdes.iter().map(|f| f.start).collect();
     let returns = |t: u64| !starts.contains(&t) || returning.contains(&t);
-    let patches = Patches { anchor: options.anchor, jump_labels: &edges, opaque: &is_opaque, returns: &returns };
+    let patches =
+        Patches { anchor: options.anchor, jump_labels: &edges, opaque: &is_opaque, returns: &returns, stops: &stops };
     for fde in &fdes {
         stats.rows += fde.rows.len() as u64;
         let rows = map_rows(fde, &mut stats.unsupported);

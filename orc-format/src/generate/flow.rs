@@ -26,6 +26,10 @@
 //!   be a frameless function's jump table. A jump table whose target is also reached
 //!   directly gets no join from the jump: for that to hide a wrong row, the CFI would have to
 //!   be wrong at the target *and* right for every direct path into it;
+//! - the kernel's `BUG()` (`brk #0x800` with a bug-table entry that is not a warning) never
+//!   resumes: `die()` ends the task. (A die-chain notifier that returns NOTIFY_STOP, a
+//!   debugger, would resume it into code the compiler made after `__builtin_unreachable()`:
+//!   undefined already, as a noreturn callee returning.)
 //! - kernel jump labels may turn their site into a branch to their target or back, and
 //!   alternatives may replace their instructions: both are given to the machine as extra edges
 //!   and opaque instructions.
@@ -482,6 +486,9 @@ pub struct Code<'a> {
     /// False for a call target proven never to return (`abort`, `panic`): code after a `bl` to
     /// it is not reached from the call (compilers put unrelated blocks there).
     pub returns: &'a dyn Fn(u64) -> bool,
+    /// True for a trap that never resumes (the kernel's `BUG()`: a `brk #0x800` its bug table
+    /// does not call a warning): no fall-through (compilers put other blocks after it).
+    pub stops: &'a dyn Fn(u64) -> bool,
 }
 
 impl Code<'_> {
@@ -499,6 +506,9 @@ impl Code<'_> {
         let mut fl = flow(pc, i);
         if let Some(callee) = call_target(pc, i) {
             fl.falls = (self.returns)(callee);
+        }
+        if (self.stops)(pc) {
+            fl.falls = false;
         }
         if fl.falls || (self.opaque)(pc) {
             out.extend(self.index(pc + 4));
