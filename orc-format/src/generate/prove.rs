@@ -517,6 +517,39 @@ mod tests {
         assert!(p.cut >= 8, "{p:?}");
     }
 
+    /// `create_hyp_mappings` (Debian 6.12 vmlinux): `kern_hyp_va x20` in the body, a callback
+    /// alternative. Opaque, it cut every row after it; rewritten in place (`assemble`'s
+    /// `rewrites_in_place`) the machine steps over the originals and the body is proven.
+    #[test]
+    fn kern_hyp_va_in_place_keeps_the_frame() {
+        let code: &[(u64, u32)] = &[
+            (0x00, 0xd503233f), // paciasp
+            (0x04, 0xa9bb7bfd), // stp x29, x30, [sp, #-80]!
+            (0x08, 0x910003fd), // mov x29, sp
+            (0x0c, 0x92400294), // and x20, x20, #0x1          (alternative_cb kvm_update_va_mask)
+            (0x10, 0x93d40694), // ror x20, x20, #1
+            (0x14, 0x91000294), // add x20, x20, #0x0
+            (0x18, 0x91400294), // add x20, x20, #0x0, lsl #12
+            (0x1c, 0x93d4fe94), // ror x20, x20, #63
+            (0x20, 0x94000000), // bl
+            (0x24, 0xa8c57bfd), // ldp x29, x30, [sp], #80
+            (0x28, 0xd50323bf), // autiasp
+            (0x2c, 0xd65f03c0), // ret
+        ];
+        let body = call(Reg::Fp, 80, Reg::PrevSp, -80, Reg::PrevSp, -72);
+        let rows =
+            [(0x00, ENTRY), (0x08, call(Reg::Sp, 80, Reg::PrevSp, -80, Reg::PrevSp, -72)), (0x0c, body), (0x28, ENTRY)];
+        let insn = |a: u64| code.iter().find(|c| c.0 == a).map(|c| c.1);
+        let with = |opaque: &dyn Fn(u64) -> bool| {
+            let patches = Patches { anchor: false, jump_labels: &[], opaque, returns: &|_| true, stops: &|_| false };
+            let mut p = Proof::default();
+            prove(&rows, 0x30, insn, patches, &mut p);
+            p.cut
+        };
+        assert_eq!(with(&|_| false), 0);
+        assert_eq!(with(&|a| (0x0c..0x20).contains(&a)), 8);
+    }
+
     #[test]
     fn unreadable_code_is_not_trusted() {
         let mut p = Proof::default();
