@@ -88,7 +88,7 @@ fn opaque_ranges(image: &ElfImage<'_>) -> Vec<(u64, u64)> {
         .alternatives
         .iter()
         .filter(|a| {
-            (a.replacement_len == 0 && !patches_nops(image, a))
+            (a.replacement_len == 0 && !patches_nops(image, a) && !rewrites_in_place(image, a))
                 || (0..a.replacement_len / 4)
                     .any(|k| image.insn(a.replacement + 4 * k).is_none_or(|i| writes(i).meets(Regs::ALL)))
         })
@@ -96,6 +96,39 @@ fn opaque_ranges(image: &ElfImage<'_>) -> Vec<(u64, u64)> {
         .collect();
     v.sort_unstable();
     v
+}
+
+/// A callback alternative whose callback (`kvm_update_va_mask`, behind every `kern_hyp_va`)
+/// rewrites each original instruction into a `nop` or an `and`/`ror`/`add` (immediate) with the
+/// original's own Rd and Rn (`compute_instruction(i, rd, rn)`): it writes no register the
+/// original does not write. Taken only where every original is such a data-processing
+/// instruction that writes neither sp, x29 nor x30 (so Rd is none of them), does not branch and
+/// is not a move-wide (whose constant the machine tracks and the callback would change): the
+/// machine's own step over it then already covers whatever the callback puts there.
+fn rewrites_in_place(image: &ElfImage<'_>, a: &super::elf::Alternative) -> bool {
+    const MOVE_WIDE: (u32, u32) = (0x1f80_0000, 0x1280_0000);
+    a.replacement_len == 0
+        && a.len > 0
+        && image.symbols.binary_search_by_key(&a.replacement, |s| s.0).is_ok_and(|k| {
+            image.symbols.get(k).is_some_and(|s| s.2.trim_start_matches("__kvm_nvhe_") == "kvm_update_va_mask")
+        })
+        && (0..a.len / 4).all(|k| {
+            let pc = a.site + 4 * k;
+            image.insn(pc).is_some_and(|i| {
+                let f = flow::flow(pc, i);
+                !writes(i).meets(Regs::ALL)
+                    && f.falls
+                    && f.target.is_none()
+                    && call_free(i)
+                    && i & 0x0a00_0000 != 0x0800_0000
+                    && i & MOVE_WIDE.0 != MOVE_WIDE.1
+            })
+        })
+}
+
+/// Not a call (`bl`, `blr`): those fall through but write x30, which `writes` already says.
+fn call_free(i: u32) -> bool {
+    flow::call_target(0, i).is_none() && i & 0xfe00_0000 != 0xd600_0000
 }
 
 /// A callback alternative whose callback writes `nop`s (`alt_cb_patch_nops`, behind every
@@ -139,6 +172,7 @@ fn returning_functions(
     fdes: &[Fde],
     edges: &[(u64, u64)],
     opaque: &dyn Fn(u64) -> bool,
+    stops: &dyn Fn(u64) -> bool,
 ) -> std::collections::HashSet<u64> {
     let words: Vec<Vec<Option<u32>>> =
         fdes.iter().map(|f| (f.start..f.end).step_by(4).map(|a| image.insn(a)).collect()).collect();
@@ -159,6 +193,7 @@ fn returning_functions(
                 jump_labels: edges.get(lo..hi).unwrap_or(&[]),
                 opaque,
                 returns: &returns,
+                stops,
             };
             if code.can_return() {
                 set.insert(f.start);
@@ -201,10 +236,12 @@ pub fn generate_with(image: &ElfImage<'_>, options: Options) -> Result<Generated
         k.checked_sub(1).and_then(|k| opaque.get(k)).is_some_and(|r| pc < r.1)
     };
     let edges = patch_edges(image);
-    let returning = returning_functions(image, &fdes, &edges, &is_opaque);
+    let stops = |pc: u64| image.bugs.binary_search(&pc).is_ok();
+    let returning = returning_functions(image, &fdes, &edges, &is_opaque, &stops);
     let starts: std::collections::HashSet<u64> = fdes.iter().map(|f| f.start).collect();
     let returns = |t: u64| !starts.contains(&t) || returning.contains(&t);
-    let patches = Patches { anchor: options.anchor, jump_labels: &edges, opaque: &is_opaque, returns: &returns };
+    let patches =
+        Patches { anchor: options.anchor, jump_labels: &edges, opaque: &is_opaque, returns: &returns, stops: &stops };
     for fde in &fdes {
         stats.rows += fde.rows.len() as u64;
         let rows = map_rows(fde, &mut stats.unsupported);
@@ -254,4 +291,50 @@ pub fn generate_with(image: &ElfImage<'_>, options: Options) -> Result<Generated
     let mut generated = generated;
     generated.stats.table_bytes = bytes.len() as u64;
     Ok(generated)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::elf::Alternative;
+    use super::*;
+
+    fn image<'a>(code: &'a [u8], callback: &str) -> ElfImage<'a> {
+        ElfImage {
+            eh_frame: None,
+            debug_frame: None,
+            eh_frame_hdr_address: None,
+            got_address: None,
+            text_address: Some(0x1000),
+            exec_ranges: vec![(0x1000, 0x1000 + code.len() as u64)],
+            code: vec![(0x1000, code)],
+            image_id: crate::ImageId::NONE,
+            symbols: vec![(0x2000, 4, callback.to_string())],
+            jump_labels: Vec::new(),
+            alternatives: vec![Alternative { site: 0x1000, len: 20, replacement: 0x2000, replacement_len: 0 }],
+            bugs: Vec::new(),
+        }
+    }
+
+    fn bytes(words: &[u32]) -> Vec<u8> {
+        words.iter().flat_map(|w| w.to_le_bytes()).collect()
+    }
+
+    /// `kern_hyp_va x20` (`create_hyp_mappings`, Debian 6.12 vmlinux): the callback rewrites the
+    /// five instructions on x20 in place, so they are not opaque (the rows of every function
+    /// using it were cut after them). The same callback over `x29`, over a move-wide, or an
+    /// unknown callback stay opaque.
+    #[test]
+    fn kern_hyp_va_is_rewritten_in_place() {
+        let kern_hyp_va = [0x92400294, 0x93d40694, 0x91000294, 0x91400294, 0x93d4fe94];
+        let code = bytes(&kern_hyp_va);
+        assert_eq!(opaque_ranges(&image(&code, "__kvm_nvhe_kvm_update_va_mask")), vec![]);
+        assert_eq!(opaque_ranges(&image(&code, "kvm_update_va_mask")), vec![]);
+        assert_eq!(opaque_ranges(&image(&code, "kvm_patch_vector_branch")), vec![(0x1000, 0x1014)]);
+        // and x29, x29, #1; ror x29, x29, #1; add x29, x29, #0; ...: writes x29.
+        let fp = bytes(&[0x924003bd, 0x93dd07bd, 0x910003bd, 0x914003bd, 0x93ddffbd]);
+        assert_eq!(opaque_ranges(&image(&fp, "kvm_update_va_mask")), vec![(0x1000, 0x1014)]);
+        // movz x20, #0 first: a constant the machine would track and the callback may change.
+        let movz = bytes(&[0xd2800014, 0x93d40694, 0x91000294, 0x91400294, 0x93d4fe94]);
+        assert_eq!(opaque_ranges(&image(&movz, "kvm_update_va_mask")), vec![(0x1000, 0x1014)]);
+    }
 }

@@ -82,6 +82,9 @@ pub struct ElfImage<'a> {
     /// Kernel alternatives from `.altinstructions`: `(site, length, replacement, length)`;
     /// a replacement length of 0 is a callback that writes code at boot.
     pub alternatives: Vec<Alternative>,
+    /// Kernel `BUG()` sites from `__bug_table`, sorted: a `brk #0x800` whose bug entry is not a
+    /// warning. The trap handler kills the task there (`die`); execution never resumes after it.
+    pub bugs: Vec<u64>,
 }
 
 /// One `struct alt_instr` (arm64): instructions at `site` the kernel may replace at boot.
@@ -106,6 +109,21 @@ fn jump_labels(data: &[u8], base: u64) -> Vec<(u64, u64)> {
         .collect();
     v.sort_unstable();
     v
+}
+
+/// `BRK #0x800` (`BUG_BRK_IMM`): `BUG()` and `WARN()` on arm64.
+pub const BUG_BRK: u32 = 0xd421_0000;
+
+/// `struct bug_entry { s32 bug_addr_disp; s32 file_disp; u16 line; u16 flags; }` (arm64,
+/// relative pointers, verbose): `(address, flags)` of each entry.
+fn bug_entries(data: &[u8], base: u64) -> Vec<(u64, u16)> {
+    (0..data.len() / 12)
+        .filter_map(|k| {
+            let at = 12 * k;
+            let flags = u16::from_le_bytes(data.get(at + 10..at + 12)?.try_into().ok()?);
+            Some((rel32(data, base, at)?, flags))
+        })
+        .collect()
 }
 
 /// `struct alt_instr { s32 orig_offset; s32 alt_offset; u16 cpucap; u8 orig_len; u8 alt_len; }`.
@@ -154,7 +172,9 @@ impl<'a> ElfImage<'a> {
             symbols: Vec::new(),
             jump_labels: Vec::new(),
             alternatives: Vec::new(),
+            bugs: Vec::new(),
         };
+        let mut bug_table: Vec<(u64, u16)> = Vec::new();
         for s in file.sections() {
             let name = s.name().unwrap_or("");
             match name {
@@ -176,6 +196,7 @@ impl<'a> ElfImage<'a> {
                 ".got" => image.got_address = Some(s.address()),
                 ".text" => image.text_address = Some(s.address()),
                 "__jump_table" => image.jump_labels = jump_labels(section_data(&s, "__jump_table")?, s.address()),
+                "__bug_table" => bug_table = bug_entries(section_data(&s, "__bug_table")?, s.address()),
                 ".altinstructions" => {
                     image.alternatives = alternatives(section_data(&s, ".altinstructions")?, s.address())
                 }
@@ -226,6 +247,15 @@ impl<'a> ElfImage<'a> {
                     }
                 }
             }
+        }
+        // Only a table whose entries point at `brk #0x800` is read as this layout (another
+        // layout, or none, leaves every `brk` falling through). BUGFLAG_WARNING is bit 0.
+        let at_brk = bug_table.iter().filter(|b| image.insn(b.0) == Some(BUG_BRK)).count();
+        if at_brk > 0 && at_brk * 10 >= bug_table.len() * 9 {
+            image.bugs =
+                bug_table.iter().filter(|b| b.1 & 1 == 0 && image.insn(b.0) == Some(BUG_BRK)).map(|b| b.0).collect();
+            image.bugs.sort_unstable();
+            image.bugs.dedup();
         }
         image.symbols.sort_unstable();
         image.symbols.dedup_by_key(|s| s.0);

@@ -21,9 +21,15 @@
 //!   scope as for mainline);
 //! - an indirect jump that is not a tail call lands on a `bti j`/`bti jc` pad when the function
 //!   has any (as BTI-built code must); otherwise at the start of a block no direct path reaches
-//!   (after an unconditional branch or return). A jump table whose target is also reached
+//!   (after an unconditional branch or return). An indirect jump with the frame torn down (the
+//!   state a tail call needs) counts only when no other indirect jump keeps a frame: then it may
+//!   be a frameless function's jump table. A jump table whose target is also reached
 //!   directly gets no join from the jump: for that to hide a wrong row, the CFI would have to
 //!   be wrong at the target *and* right for every direct path into it;
+//! - the kernel's `BUG()` (`brk #0x800` with a bug-table entry that is not a warning) never
+//!   resumes: `die()` ends the task. (A die-chain notifier that returns NOTIFY_STOP, a
+//!   debugger, would resume it into code the compiler made after `__builtin_unreachable()`:
+//!   undefined already, as a noreturn callee returning.)
 //! - kernel jump labels may turn their site into a branch to their target or back, and
 //!   alternatives may replace their instructions: both are given to the machine as extra edges
 //!   and opaque instructions.
@@ -480,6 +486,9 @@ pub struct Code<'a> {
     /// False for a call target proven never to return (`abort`, `panic`): code after a `bl` to
     /// it is not reached from the call (compilers put unrelated blocks there).
     pub returns: &'a dyn Fn(u64) -> bool,
+    /// True for a trap that never resumes (the kernel's `BUG()`: a `brk #0x800` its bug table
+    /// does not call a warning): no fall-through (compilers put other blocks after it).
+    pub stops: &'a dyn Fn(u64) -> bool,
 }
 
 impl Code<'_> {
@@ -497,6 +506,9 @@ impl Code<'_> {
         let mut fl = flow(pc, i);
         if let Some(callee) = call_target(pc, i) {
             fl.falls = (self.returns)(callee);
+        }
+        if (self.stops)(pc) {
+            fl.falls = false;
         }
         if fl.falls || (self.opaque)(pc) {
             out.extend(self.index(pc + 4));
@@ -577,15 +589,26 @@ pub fn analyse(code: &Code<'_>, seed: Seed) -> Option<Vec<Option<State>>> {
         }
         // Indirect jumps that are not tail calls: their targets get the jump's state.
         let mut from: Option<State> = None;
+        // Indirect jumps with the frame torn down: tail calls, or a frameless function's jump
+        // table (`adr; add; br x1` into `mrs x0, ...; ret` pairs, `read_wb_reg`).
+        let mut exit_from: Option<State> = None;
         for (k, (&s, &i)) in states.iter().zip(code.words).enumerate() {
             let (Some(s), Some(i)) = (s, i) else { continue };
             let pc = code.start + 4 * k as u64;
-            if flow(pc, i).indirect && !s.is_exit() {
+            if flow(pc, i).indirect {
                 let after = step(&s, i, (code.opaque)(pc));
-                from = Some(from.map_or(after, |f| f.join(after)));
+                let f = if s.is_exit() { &mut exit_from } else { &mut from };
+                *f = Some(f.map_or(after, |f| f.join(after)));
             }
         }
-        let Some(from) = from else { break };
+        // Where every indirect jump leaves with the frame torn down, the code only they can
+        // reach gets that state: if one of them is a jump within the function, that is the
+        // state its target starts in; if all are tail calls, that code is reached by nothing in
+        // the function (padding, or entered from outside as any unreached block start is, see
+        // the module doc) and what it is given does not matter to a path that exists. Where
+        // some jump keeps a frame, the exit-state ones stay tail calls (`br x16` to a callee
+        // next to a jump table in the body).
+        let Some(from) = from.or(exit_from) else { break };
         if pads.is_empty() {
             // Unreached block starts only: a jump lands at a label, not in the middle of the
             // straight-line code that follows it (which the label's block then reaches).

@@ -126,6 +126,8 @@ pub struct Patches<'a> {
     pub opaque: &'a dyn Fn(u64) -> bool,
     /// False for a call target proven never to return ([`flow::Code::can_return`]).
     pub returns: &'a dyn Fn(u64) -> bool,
+    /// True for a trap that never resumes (`BUG()`, see [`flow::Code::stops`]).
+    pub stops: &'a dyn Fn(u64) -> bool,
 }
 
 impl std::fmt::Debug for Patches<'_> {
@@ -160,6 +162,7 @@ pub fn prove(
         jump_labels: patches.jump_labels.get(lo..hi).unwrap_or(&[]),
         opaque: patches.opaque,
         returns: patches.returns,
+        stops: patches.stops,
     };
     let s = seed(&first);
     if matches!(s, Seed::Cfi(_)) {
@@ -218,7 +221,7 @@ mod tests {
     }
 
     const NO_PATCHES: Patches<'static> =
-        Patches { anchor: true, jump_labels: &[], opaque: &|_| false, returns: &|_| true };
+        Patches { anchor: true, jump_labels: &[], opaque: &|_| false, returns: &|_| true, stops: &|_| false };
 
     fn run(code: &[(u64, u32)], rows: &[(u64, OrcEntry)], end: u64) -> (Vec<(u64, OrcEntry)>, Proof) {
         let insn = |a: u64| code.iter().find(|c| c.0 == a).map(|c| c.1);
@@ -403,6 +406,150 @@ mod tests {
         assert_eq!(out, vec![(0x00, ENTRY), (0x04, OrcEntry::UNDEFINED), (0x0c, saved)]);
     }
 
+    /// `read_wb_reg` (Debian 6.12 and 7.2 vmlinux): a frameless function's jump table, `br x1`
+    /// with the frame torn down into `mrs x0, ...; ret` pairs. The jump used to count as a tail
+    /// call and its targets as unreached (cut); they start in the jump's state.
+    #[test]
+    fn a_frameless_jump_table_reaches_its_targets() {
+        let code: &[(u64, u32)] = &[
+            (0x00, 0x7100fc1f), // cmp w0, #0x3f
+            (0x04, 0x54000069), // b.ls 0x10
+            (0x08, 0xd2800000), // mov x0, #0
+            (0x0c, 0xd65f03c0), // ret
+            (0x10, 0x10000061), // adr x1, 0x1c
+            (0x14, 0x8b204c21), // add x1, x1, w0, uxtw #3
+            (0x18, 0xd61f0020), // br x1
+            (0x1c, 0xd5300fe0), // mrs x0, dbgwcr15_el1
+            (0x20, 0xd65f03c0), // ret
+            (0x24, 0xd5300ee0), // mrs x0, dbgwcr14_el1
+            (0x28, 0xd65f03c0), // ret
+        ];
+        let (out, p) = run(code, &[(0x00, ENTRY)], 0x2c);
+        assert_eq!(out, vec![(0x00, ENTRY)]);
+        assert_eq!((p.proven, p.cut), (11, 0));
+        // The targets get the jump's state, not a frame: a row claiming one there is cut.
+        let framed = call(Reg::Sp, 16, Reg::PrevSp, -16, Reg::PrevSp, -8);
+        let (out, _) = run(code, &[(0x00, ENTRY), (0x1c, framed)], 0x2c);
+        assert_eq!(out, vec![(0x00, ENTRY), (0x1c, OrcEntry::UNDEFINED)]);
+    }
+
+    /// A jump table in the body (`br x1` with a frame) next to a tail call (`br x16` after the
+    /// epilogue): the tail call does not feed the table's targets with its torn-down state, so
+    /// an entry row there (false: the body's jump reaches it with the frame up) is cut.
+    #[test]
+    fn a_tail_call_does_not_feed_a_framed_jump_table() {
+        let code: &[(u64, u32)] = &[
+            (0x00, 0xa9bf7bfd), // stp x29, x30, [sp, #-16]!
+            (0x04, 0x910003fd), // mov x29, sp
+            (0x08, 0xb4000060), // cbz x0, 0x14
+            (0x0c, 0x10000081), // adr x1, 0x1c
+            (0x10, 0xd61f0020), // br x1
+            (0x14, 0xa8c17bfd), // ldp x29, x30, [sp], #16
+            (0x18, 0xd61f0200), // br x16
+            (0x1c, 0x94000000), // bl
+            (0x20, 0xa8c17bfd), // ldp x29, x30, [sp], #16
+            (0x24, 0xd65f03c0), // ret
+        ];
+        let saved = call(Reg::Sp, 16, Reg::PrevSp, -16, Reg::PrevSp, -8);
+        let rows = |at_1c: OrcEntry| [(0x00, ENTRY), (0x04, saved), (0x18, ENTRY), (0x1c, at_1c), (0x24, ENTRY)];
+        let (out, p) = run(code, &rows(saved), 0x28);
+        assert_eq!(out, rows(saved).to_vec());
+        assert_eq!(p.cut, 0);
+        let (out, _) = run(code, &rows(ENTRY), 0x28);
+        assert!(out.contains(&(0x1c, OrcEntry::UNDEFINED)), "{out:x?}");
+    }
+
+    /// `ctr_read_handler` (Debian 6.12 vmlinux, from its FDE): `alternative_has_cap_likely`
+    /// branches from the entry to `BUG()` (0x58), patched to a `nop` at boot; an unlikely
+    /// alternative's `nop` (0x30) branches with the frame up to a block after the `brk` that
+    /// jumps back into the body. As a fall-through the `brk` fed the frameless entry state into
+    /// the body and cut it; a `BUG()` never resumes. A `WARN()` (the same `brk`, not a stop)
+    /// still does, and the body stays cut.
+    #[test]
+    fn a_bug_trap_does_not_fall_through() {
+        let code: &[(u64, u32)] = &[
+            (0x00, 0x9000f3e2), // adrp x2, ...
+            (0x04, 0x91358042), // add x2, x2, #0xd60
+            (0x08, 0xaa0003e3), // mov x3, x0
+            (0x0c, 0xaa0103e0), // mov x0, x1
+            (0x10, 0xa9411045), // ldp x5, x4, [x2, #16]
+            (0x14, 0xf9401041), // ldr x1, [x2, #32]
+            (0x18, 0x14000010), // b 0x58                     (alternative: becomes nop)
+            (0x1c, 0xd503233f), // paciasp
+            (0x20, 0xa9bf7bfd), // stp x29, x30, [sp, #-16]!
+            (0x24, 0x8a050084), // and x4, x4, x5
+            (0x28, 0x910003fd), // mov x29, sp
+            (0x2c, 0xaa010084), // orr x4, x4, x1
+            (0x30, 0xd503201f), // nop                        (alternative: b 0x5c)
+            (0x34, 0x53052463), // ubfx w3, w3, #5, #5
+            (0x38, 0x71007c7f), // cmp w3, #0x1f
+            (0x3c, 0x54000040), // b.eq 0x44
+            (0x40, 0xf823d804), // str x4, [x0, w3, sxtw #3]
+            (0x44, 0xd2800081), // mov x1, #0x4
+            (0x48, 0x97ffff32), // bl arm64_skip_faulting_instruction
+            (0x4c, 0xa8c17bfd), // ldp x29, x30, [sp], #16
+            (0x50, 0xd50323bf), // autiasp
+            (0x54, 0xd65f03c0), // ret
+            (0x58, 0xd4210000), // brk #0x800                 (BUG)
+            (0x5c, 0x927cec84), // and x4, x4, #0xfffffffffffffff0
+            (0x60, 0x53052463), // ubfx w3, w3, #5, #5
+            (0x64, 0x9262f884), // and x4, x4, #0xffffffffdfffffff
+            (0x68, 0xd2800141), // mov x1, #0xa
+            (0x6c, 0xaa010084), // orr x4, x4, x1
+            (0x70, 0x71007c7f), // cmp w3, #0x1f
+            (0x74, 0x54fffe61), // b.ne 0x40
+            (0x78, 0x17fffff3), // b 0x44
+        ];
+        let saved = call(Reg::Sp, 16, Reg::PrevSp, -16, Reg::PrevSp, -8);
+        let rows = [(0x00, ENTRY), (0x24, saved), (0x50, ENTRY), (0x5c, saved)];
+        let insn = |a: u64| code.iter().find(|c| c.0 == a).map(|c| c.1);
+        let labels = [(0x18, 0x1c), (0x30, 0x5c)];
+        let prove_with = |stops: &dyn Fn(u64) -> bool| {
+            let patches = Patches { anchor: true, jump_labels: &labels, opaque: &|_| false, returns: &|_| true, stops };
+            let mut p = Proof::default();
+            (prove(&rows, 0x7c, insn, patches, &mut p), p)
+        };
+        let (out, p) = prove_with(&|a| a == 0x58);
+        assert_eq!(out, rows.to_vec());
+        assert_eq!(p.cut, 0);
+        let (out, p) = prove_with(&|_| false);
+        assert!(out.contains(&(0x40, OrcEntry::UNDEFINED)), "{out:x?}");
+        assert!(p.cut >= 8, "{p:?}");
+    }
+
+    /// `create_hyp_mappings` (Debian 6.12 vmlinux): `kern_hyp_va x20` in the body, a callback
+    /// alternative. Opaque, it cut every row after it; rewritten in place (`assemble`'s
+    /// `rewrites_in_place`) the machine steps over the originals and the body is proven.
+    #[test]
+    fn kern_hyp_va_in_place_keeps_the_frame() {
+        let code: &[(u64, u32)] = &[
+            (0x00, 0xd503233f), // paciasp
+            (0x04, 0xa9bb7bfd), // stp x29, x30, [sp, #-80]!
+            (0x08, 0x910003fd), // mov x29, sp
+            (0x0c, 0x92400294), // and x20, x20, #0x1          (alternative_cb kvm_update_va_mask)
+            (0x10, 0x93d40694), // ror x20, x20, #1
+            (0x14, 0x91000294), // add x20, x20, #0x0
+            (0x18, 0x91400294), // add x20, x20, #0x0, lsl #12
+            (0x1c, 0x93d4fe94), // ror x20, x20, #63
+            (0x20, 0x94000000), // bl
+            (0x24, 0xa8c57bfd), // ldp x29, x30, [sp], #80
+            (0x28, 0xd50323bf), // autiasp
+            (0x2c, 0xd65f03c0), // ret
+        ];
+        let body = call(Reg::Fp, 80, Reg::PrevSp, -80, Reg::PrevSp, -72);
+        let rows =
+            [(0x00, ENTRY), (0x08, call(Reg::Sp, 80, Reg::PrevSp, -80, Reg::PrevSp, -72)), (0x0c, body), (0x28, ENTRY)];
+        let insn = |a: u64| code.iter().find(|c| c.0 == a).map(|c| c.1);
+        let with = |opaque: &dyn Fn(u64) -> bool| {
+            let patches = Patches { anchor: false, jump_labels: &[], opaque, returns: &|_| true, stops: &|_| false };
+            let mut p = Proof::default();
+            prove(&rows, 0x30, insn, patches, &mut p);
+            p.cut
+        };
+        assert_eq!(with(&|_| false), 0);
+        assert_eq!(with(&|a| (0x0c..0x20).contains(&a)), 8);
+    }
+
     #[test]
     fn unreadable_code_is_not_trusted() {
         let mut p = Proof::default();
@@ -424,11 +571,13 @@ mod tests {
         let mut p = Proof::default();
         assert_eq!(prove(&rows, 0x10, insn, NO_PATCHES, &mut p), rows.to_vec());
         let labels = [(0x00, 0x08)];
-        let patches = Patches { anchor: true, jump_labels: &labels, opaque: &|_| false, returns: &|_| true };
+        let patches =
+            Patches { anchor: true, jump_labels: &labels, opaque: &|_| false, returns: &|_| true, stops: &|_| false };
         let out = prove(&rows, 0x10, insn, patches, &mut p);
         assert_eq!(out, vec![(0x00, ENTRY), (0x08, OrcEntry::UNDEFINED)]);
         // An instruction alternatives may replace: nothing is known after it.
-        let opaque = Patches { anchor: true, jump_labels: &[], opaque: &|a| a == 0x04, returns: &|_| true };
+        let opaque =
+            Patches { anchor: true, jump_labels: &[], opaque: &|a| a == 0x04, returns: &|_| true, stops: &|_| false };
         let out = prove(&rows, 0x10, insn, opaque, &mut p);
         assert_eq!(out, vec![(0x00, ENTRY), (0x08, OrcEntry::UNDEFINED)]);
     }
