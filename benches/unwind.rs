@@ -24,7 +24,7 @@ use orcwalk::code::TableCode;
 use orcwalk::recovery::NoRecovery;
 use orcwalk::{Config, Frame, Policy, StackList, Verdict, walk};
 use orcwalk_sim::dump::Dump;
-use orcwalk_sim::replay::{self, Trust};
+use orcwalk_sim::replay::{self, Mode};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -105,9 +105,9 @@ fn per_frame(c: &mut Criterion) {
     let build = "gcc-O2";
     let dumps = user_dumps(build);
     let table_bytes = std::fs::read(root().join("tests/corpus/user").join(build).join("program.orc")).expect("table");
-    let table = TableFile::parse(&table_bytes).expect("table").table;
+    let table = TableFile::parse(&table_bytes).expect("table");
     let code = replay::code(&dumps[0].info, table);
-    let cfg = replay::config(&dumps[0].info, Policy::Orcwalk, Trust::default());
+    let cfg = replay::config(&dumps[0].info, Policy::Orcwalk, Mode::default());
     let unwinder = framehop_unwinder(&root().join("tests/fixtures/user/workload-gcc-O2"));
     // The stacks every unwinder gets exactly right: same work for all.
     let mut cache = CacheAarch64::new();
@@ -167,7 +167,7 @@ fn livepatch(c: &mut Criterion) {
     let mut rng = Rng::new(6);
     let program = Program::new(&mut rng);
     let table_bytes = program.table_file();
-    let table = TableFile::parse(&table_bytes).expect("table").table;
+    let table = TableFile::parse(&table_bytes).expect("table");
     let mut tasks = Vec::new();
     while tasks.len() < 1000 {
         let depth = 9 + rng.below(31) as u32;
@@ -182,7 +182,7 @@ fn livepatch(c: &mut Criterion) {
         let mut reliable = 0;
         for d in &tasks {
             let i = &d.info;
-            let cfg = replay::config(i, policy, Trust::default());
+            let cfg = replay::config(i, policy, Mode::default());
             let v = walk(i.start(), &cfg, d, &StackList { stacks: &i.stacks }, &code, &NoRecovery, |_: &Frame| true);
             reliable += usize::from(v == Verdict::Reliable);
         }

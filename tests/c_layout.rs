@@ -172,7 +172,7 @@ mod abi {
                 fp,
                 lr,
                 max_frames,
-                pad,
+                flags,
                 read,
                 recover,
                 ctx

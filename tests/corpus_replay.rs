@@ -35,7 +35,7 @@ fn synthetic_corpus_has_no_false_reliable_and_keeps_its_coverage() {
     for path in dumps(&corpus()) {
         let dump = Dump::parse(&std::fs::read(&path).unwrap()).unwrap();
         let table_bytes = std::fs::read(corpus().join(&dump.info.image_path)).unwrap();
-        let table = TableFile::parse(&table_bytes).unwrap().table;
+        let table = TableFile::parse(&table_bytes).unwrap();
         orc.add(dump.info.truth_complete, replay(&dump, table, Policy::Orcwalk).judgement);
         mainline.add(dump.info.truth_complete, replay(&dump, table, Policy::Mainline).judgement);
     }

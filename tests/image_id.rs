@@ -108,13 +108,13 @@ fn the_other_builds_table_walks_reliable_with_a_frame_missing_and_is_refused() {
 
     let (table_a, table_b) = (table(&a), table(&b));
     // B's own table: reliable and right.
-    let own = replay(&dump, TableFile::parse(&table_b).unwrap().table, Policy::Orcwalk);
+    let own = replay(&dump, TableFile::parse(&table_b).unwrap(), Policy::Orcwalk);
     assert_eq!(own.judgement, Judgement::Correct, "{own:?}");
 
     // A's table on B's code: at callee+4 A's row says the record is pushed (CFA = sp + 16, x29
     // and x30 saved below it). The record found there is caller's, its x29 check passes, and the
     // walk goes on from main: reliable, every check passed, caller missing.
-    let foreign = replay(&dump, TableFile::parse(&table_a).unwrap().table, Policy::Orcwalk);
+    let foreign = replay(&dump, TableFile::parse(&table_a).unwrap(), Policy::Orcwalk);
     assert_eq!(foreign.verdict, Verdict::Reliable, "{foreign:?}");
     let pcs: Vec<u64> = foreign.frames.iter().map(|f| f.0).collect();
     assert_eq!(pcs, [pc, ret_main, ret_start], "caller's frame is the one missing");

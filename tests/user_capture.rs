@@ -46,7 +46,7 @@ fn captures_a_real_program_and_replays_it() {
         assert_eq!(d.info.truth.first(), Some(&d.regs[32]), "truth starts at the stopped pc");
         assert!(d.info.stacks[0].low <= d.regs[31] && d.regs[31] < d.info.stacks[0].high);
         pcs.insert(d.regs[32]);
-        orc.add(d.info.truth_complete, replay(d, table.table, Policy::Orcwalk).judgement);
+        orc.add(d.info.truth_complete, replay(d, table, Policy::Orcwalk).judgement);
     }
     println!("{stats:?}\n{orc:?}");
     assert_eq!(orc.false_reliable, 0);

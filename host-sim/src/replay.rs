@@ -2,8 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use orc_format::{OrcTable, TableFile};
+use orc_format::TableFile;
 use orcwalk::code::TableCode;
+use orcwalk::frame::Witness;
 use orcwalk::recovery::{ReturnRecovery, Trampoline};
 use orcwalk::{Config, EndRule, Frame, FrameKind, Policy, Reason, StackList, Verdict, walk};
 
@@ -47,38 +48,44 @@ pub enum Judgement {
 pub struct Outcome {
     pub verdict: Verdict,
     pub frames: Vec<(u64, FrameKind)>,
+    /// What proved each frame (`frames[k]` was found by a step proven by `witnesses[k]`).
+    pub witnesses: Vec<Witness>,
     pub judgement: Judgement,
 }
 
-/// The two weak-proof opt-ins of `orcwalk::Config` (both off: the sound default).
+/// How much proof a replay asks for: the default accepts single-witness frames from proven
+/// rows (DESIGN §7), `strict` requires two witnesses for every frame (`orcwalk::Config::strict`).
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Trust {
-    pub fp_cfa: bool,
-    pub orc_only_frames: bool,
+pub struct Mode {
+    pub strict: bool,
+}
+
+impl Mode {
+    pub const STRICT: Mode = Mode { strict: true };
 }
 
 /// The walk's configuration for a sample: kernel or user end rule, its layout and stacks.
-pub fn config(i: &SampleInfo, policy: Policy, trust: Trust) -> Config {
+pub fn config(i: &SampleInfo, policy: Policy, mode: Mode) -> Config {
     Config {
         policy,
         end: if i.kernel { EndRule::FinalRecord } else { EndRule::OrcEndOfStack },
         layout: i.layout,
         max_frames: 100,
         task_stack_only: i.task_stack_only,
-        trust_fp_cfa: trust.fp_cfa,
-        orc_only_frames: trust.orc_only_frames,
+        strict: mode.strict,
     }
 }
 
-/// The sample's text and entry-text ranges with `table`.
-pub fn code<'a>(i: &SampleInfo, table: OrcTable<'a>) -> TableCode<'a> {
+/// The sample's text and entry-text ranges with `table` (and whether its rows are proven).
+pub fn code<'a>(i: &SampleInfo, table: TableFile<'a>) -> TableCode<'a> {
     TableCode {
-        table,
+        table: table.table,
         text_start: i.text.0,
         text_end: i.text.1,
         entry_start: i.entry.0,
         entry_end: i.entry.1,
         text: None,
+        proven: table.proven(),
     }
 }
 
@@ -116,31 +123,32 @@ pub fn text_beside(
 }
 
 /// Walks the dump's stack with `table` under `policy` and judges the result.
-pub fn replay(dump: &Dump, table: OrcTable<'_>, policy: Policy) -> Outcome {
-    replay_with(dump, table, policy, Trust::default())
+pub fn replay(dump: &Dump, table: TableFile<'_>, policy: Policy) -> Outcome {
+    replay_with(dump, table, policy, Mode::default())
 }
 
-/// `replay` with the weak-proof opt-ins set as given.
-pub fn replay_with(dump: &Dump, table: OrcTable<'_>, policy: Policy, trust: Trust) -> Outcome {
-    replay_text(dump, table, None, policy, trust)
+/// `replay` in the given mode (default or strict).
+pub fn replay_with(dump: &Dump, table: TableFile<'_>, policy: Policy, mode: Mode) -> Outcome {
+    replay_text(dump, table, None, policy, mode)
 }
 
 /// `replay_with` with the image's text, so the walk also checks that every return address
 /// follows a call to the function it returns from.
 pub fn replay_text(
     dump: &Dump,
-    table: OrcTable<'_>,
+    table: TableFile<'_>,
     text: Option<orcwalk::code::Text<'_>>,
     policy: Policy,
-    trust: Trust,
+    mode: Mode,
 ) -> Outcome {
     let i = &dump.info;
-    let (cfg, code) = (config(i, policy, trust), TableCode { text, ..code(i, table) });
+    let (cfg, code) = (config(i, policy, mode), TableCode { text, ..code(i, table) });
     let start = i.start();
-    let mut frames = Vec::new();
+    let (mut frames, mut witnesses) = (Vec::new(), Vec::new());
     let verdict =
         walk(start, &cfg, dump, &StackList { stacks: &i.stacks }, &code, &NoteRecovery { dump }, |f: &Frame| {
             frames.push((f.pc, f.kind));
+            witnesses.push(f.witness);
             true
         });
     let pcs: Vec<u64> = frames.iter().map(|f| f.0).collect();
@@ -150,7 +158,7 @@ pub fn replay_text(
         Verdict::Reliable if !i.truth_complete && pcs.starts_with(&i.truth) => Judgement::UnprovenTruth,
         Verdict::Reliable => Judgement::FalseReliable,
     };
-    Outcome { verdict, frames, judgement }
+    Outcome { verdict, frames, witnesses, judgement }
 }
 
 /// Counts over a set of replays.
@@ -162,9 +170,29 @@ pub struct Summary {
     pub false_reliable: u64,
     pub unproven: u64,
     pub unreliable: BTreeMap<&'static str, u64>,
+    /// Over the frames of reliable and correct verdicts (the start excluded): found with two
+    /// witnesses, with the frame-pointer chain alone, with a proven ORC row alone.
+    pub two_witness: u64,
+    pub fp_witness: u64,
+    pub orc_witness: u64,
+    /// Reliable and correct verdicts with at least one single-witness frame.
+    pub single_witness_stacks: u64,
 }
 
 impl Summary {
+    /// `add`, counting the witnesses of a correct verdict's frames.
+    pub fn add_outcome(&mut self, truth_complete: bool, o: &Outcome) {
+        self.add(truth_complete, o.judgement);
+        if o.judgement == Judgement::Correct {
+            let count = |w: Witness| o.witnesses.iter().filter(|&&x| x == w).count() as u64;
+            self.two_witness += count(Witness::Two);
+            self.fp_witness += count(Witness::FramePointer);
+            self.orc_witness += count(Witness::Orc);
+            self.single_witness_stacks +=
+                u64::from(o.witnesses.iter().any(|w| matches!(w, Witness::FramePointer | Witness::Orc)));
+        }
+    }
+
     pub fn add(&mut self, truth_complete: bool, j: Judgement) {
         self.samples += 1;
         self.truth_complete += u64::from(truth_complete);

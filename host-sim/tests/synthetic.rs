@@ -20,7 +20,7 @@ fn check(seed: u64) -> TestResult {
         let dump = Dump::parse(&s.dump.write()).unwrap();
         assert_eq!(dump, s.dump, "round trip");
         let bytes = &tables.iter().find(|(n, _)| *n == dump.info.image_path).unwrap().1;
-        let out = replay(&dump, TableFile::parse(bytes).unwrap().table, Policy::Orcwalk);
+        let out = replay(&dump, TableFile::parse(bytes).unwrap(), Policy::Orcwalk);
         match (s.corruption, out.judgement) {
             (_, Judgement::FalseReliable) => {
                 return TestResult::error(format!(

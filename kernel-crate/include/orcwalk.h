@@ -41,6 +41,11 @@ struct orcwalk_stack {
 	unsigned int pad;
 };
 
+/* orcwalk_context.flags: two witnesses for every frame; the table's rows were proven along
+ * control flow (orc-format marks its table files so; single-witness frames need it). */
+#define ORCWALK_FLAG_STRICT		1u
+#define ORCWALK_FLAG_ROWS_PROVEN	2u
+
 struct orcwalk_context {
 	struct orcwalk_table table;
 	struct orcwalk_layout layout;
@@ -53,7 +58,7 @@ struct orcwalk_context {
 	unsigned int mainline;
 	unsigned long long pc, sp, fp, lr;
 	unsigned int max_frames;
-	unsigned int pad;
+	unsigned int flags;			/* ORCWALK_FLAG_* */
 	orcwalk_read_fn read;
 	orcwalk_recover_fn recover;		/* may be NULL */
 	void *ctx;

@@ -20,6 +20,12 @@ pub trait CodeInfo {
     fn exact_pc_proven(&self, _pc: u64) -> bool {
         true
     }
+    /// True when every row was proven along control flow by the generator (the table file's
+    /// provenance mark). Single-witness frames are accepted only from such rows: a CFA on x29
+    /// or a record-less caller is exactly as good as the row that describes it.
+    fn rows_proven(&self) -> bool {
+        false
+    }
     /// The instruction word at `pc`, or `None` where text cannot be read here (a dump replayed
     /// without its image). With it the walk checks the second witness of every return address:
     /// the instruction before it must be a call, and a direct call must lead to the function
@@ -70,6 +76,8 @@ pub struct TableCode<'a> {
     pub entry_end: u64,
     /// The image's text, where the walker can see it (the simulator with the image at hand).
     pub text: Option<Text<'a>>,
+    /// The table's rows were proven along control flow (`TableFile::proven`).
+    pub proven: bool,
 }
 
 impl CodeInfo for TableCode<'_> {
@@ -83,6 +91,10 @@ impl CodeInfo for TableCode<'_> {
 
     fn is_entry_text(&self, pc: u64) -> bool {
         self.entry_start <= pc && pc < self.entry_end
+    }
+
+    fn rows_proven(&self) -> bool {
+        self.proven
     }
 
     fn insn(&self, pc: u64) -> Option<u32> {
@@ -114,6 +126,9 @@ impl<C: CodeInfo, M: crate::memory::Memory> CodeInfo for TextInMemory<'_, C, M> 
     }
     fn exact_pc_proven(&self, pc: u64) -> bool {
         self.code.exact_pc_proven(pc)
+    }
+    fn rows_proven(&self) -> bool {
+        self.code.rows_proven()
     }
     fn insn(&self, pc: u64) -> Option<u32> {
         if !pc.is_multiple_of(4) || !self.code.is_text(pc) {

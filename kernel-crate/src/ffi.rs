@@ -94,6 +94,11 @@ pub struct OrcwalkStack {
     pub pad: u32,
 }
 
+/// [`OrcwalkContext::flags`]: require two witnesses for every frame.
+pub const FLAG_STRICT: u32 = 1;
+/// [`OrcwalkContext::flags`]: the table's rows were proven along control flow.
+pub const FLAG_ROWS_PROVEN: u32 = 2;
+
 /// Everything the walk needs from the kernel, filled per call.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -120,7 +125,10 @@ pub struct OrcwalkContext {
     pub fp: u64,
     pub lr: u64,
     pub max_frames: u32,
-    pub pad: u32,
+    /// Bit 0 ([`FLAG_STRICT`]): two witnesses for every frame. Bit 1 ([`FLAG_ROWS_PROVEN`]): the
+    /// table's rows were proven along control flow by `orc-format` (it writes this mark into
+    /// table files; a kernel loading tables it built itself sets it).
+    pub flags: u32,
     pub read: ReadFn,
     pub recover: Option<RecoverFn>,
     pub ctx: *mut c_void,
@@ -275,8 +283,7 @@ pub unsafe extern "C" fn orcwalk_stack_walk_reliable(
             layout,
             max_frames: c.max_frames,
             task_stack_only: c.task_stack_only != 0,
-            trust_fp_cfa: false,
-            orc_only_frames: false,
+            strict: c.flags & FLAG_STRICT != 0,
         };
         let start = if c.start_regs != 0 {
             Start::Regs { pc: c.pc, sp: c.sp, fp: c.fp, lr: c.lr }
@@ -290,6 +297,7 @@ pub unsafe extern "C" fn orcwalk_stack_walk_reliable(
             entry_start: c.entry_start,
             entry_end: c.entry_end,
             text: None,
+            proven: c.flags & FLAG_ROWS_PROVEN != 0,
         };
         let mem = CMemory { read: c.read, ctx: c.ctx };
         // Instructions are read like any other kernel memory, through the caller's reader.

@@ -102,7 +102,7 @@ fn context(s: &Sections, mem: &BTreeMap<u64, u64>, stack: &OrcwalkStack, pc: u64
         fp,
         lr: 0,
         max_frames: 100,
-        pad: 0,
+        flags: 0,
         read,
         recover: None,
         ctx: mem as *const _ as *mut c_void,

@@ -40,7 +40,7 @@ pub enum Reason {
     SyncOnlyCfi,
     /// The caller's CFA hangs off x29: nothing anchors it to the stack pointer, so a saved fp
     /// aimed at another valid record would skip frames unnoticed (refused unless
-    /// `Config::trust_fp_cfa`).
+    /// in strict mode or from unproven rows: `Config::strict`).
     FpBasedCfa,
     /// The start of the walk is unusable (e.g. a blocked task whose saved sp is off its stack).
     BadStart,

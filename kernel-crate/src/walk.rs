@@ -13,7 +13,7 @@ use orc_format::{Kind, OrcEntry, Reg};
 
 use crate::call::{self, CallSite};
 use crate::code::CodeInfo;
-use crate::frame::{Frame, FrameKind};
+use crate::frame::{Frame, FrameKind, Witness};
 use crate::layout::{KernelLayout, META_FINAL, META_PT_REGS};
 use crate::memory::Memory;
 use crate::pac::strip_pac;
@@ -51,16 +51,13 @@ pub struct Config {
     pub max_frames: u32,
     /// A blocked task may only use its own task stack.
     pub task_stack_only: bool,
-    /// Accept frames whose CFA is based on x29 with only the weak checks (CFA not below the
-    /// callee's, record where fp_offset says). Off by default: such a row has no anchor to sp,
-    /// so a saved fp aimed at another valid record skips frames with every check passing.
-    pub trust_fp_cfa: bool,
-    /// Accept a caller that built no frame record (x29 UNDEFINED at the call site) by reading
-    /// its return address where ORC says. Off by default: ORC is then the only witness, and a
-    /// stale table (with the right id) makes the walk read a neighbouring slot, land on another
-    /// valid return address and skip a frame with every check passing. Where every frame has a
-    /// record, a wrong frame size is always caught by the next record or the final pt_regs.
-    pub orc_only_frames: bool,
+    /// Require two witnesses for every frame (DESIGN §7): refuse a CFA on x29 (`FpBasedCfa`)
+    /// and a caller without a frame record (`NoFrameRecord`). Otherwise those single-witness
+    /// frames are accepted from proven rows ([`CodeInfo::rows_proven`]): a CFA on x29 then rests
+    /// on the frame-pointer chain exactly as mainline's walk does, and a record-less caller on a
+    /// row that holds on every path of code the image id binds the table to. From unproven rows
+    /// the walk is strict whatever this says.
+    pub strict: bool,
 }
 
 impl Config {
@@ -71,8 +68,7 @@ impl Config {
             layout,
             max_frames: 100,
             task_stack_only: false,
-            trust_fp_cfa: false,
-            orc_only_frames: false,
+            strict: false,
         }
     }
 }
@@ -171,7 +167,7 @@ fn offset(base: u64, off: i16) -> Result<u64, Reason> {
 
 /// What the step from one frame produced.
 enum Step {
-    Next(Cursor, FrameKind),
+    Next(Cursor, FrameKind, Witness),
     End,
 }
 
@@ -272,10 +268,11 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
         let fp = self.bounds.read(self.mem, field(l.x29)?)?;
         let lr = self.bounds.read(self.mem, field(l.x30)?)?;
         let pstate = self.bounds.read(self.mem, field(l.pstate)?)?;
-        // Only an exception taken from EL1 continues on this stack (EL1t = 4, EL1h = 5), and
-        // EL1 entry pushed pt_regs right below the interrupted sp (`sub sp, sp, #PT_REGS_SIZE`).
-        // An entry that switched stacks first (overflow) fails here: unreliable, as it should be.
-        if !matches!(pstate & 0xf, 4 | 5) || regs.checked_add(l.pt_regs_size) != Some(sp) {
+        // Only an exception taken from the kernel continues on this stack: EL1t = 4, EL1h = 5,
+        // or EL2t = 8, EL2h = 9 for a kernel running at EL2 (VHE, every arm64 KVM host); the
+        // entry pushed pt_regs right below the interrupted sp (`sub sp, sp, #PT_REGS_SIZE`). An
+        // entry that switched stacks first (overflow) fails here: unreliable, as it should be.
+        if !matches!(pstate & 0xf, 4 | 5 | 8 | 9) || regs.checked_add(l.pt_regs_size) != Some(sp) {
             return Err(Reason::BadMetaRecord);
         }
         if !l.meta_records {
@@ -293,7 +290,7 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
         if !self.code.is_text(pc) {
             return Err(Reason::UnknownText);
         }
-        Ok(Step::Next(Cursor { pc, sp, fp, lr: Some(lr), exact: true }, FrameKind::Exception))
+        Ok(Step::Next(Cursor { pc, sp, fp, lr: Some(lr), exact: true }, FrameKind::Exception, Witness::Two))
     }
 
     /// The ORC entry for the current frame, or why it cannot be used.
@@ -334,9 +331,14 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
         };
         let Some(e) = e else { return Ok(Step::End) };
         let (sp_reg, fp_reg, ra_reg) = (e.sp_reg(), e.fp_reg(), e.ra_reg());
+        let single = !self.cfg.strict && self.code.rows_proven();
+        let mut witness = Witness::Two;
         let cfa = match sp_reg {
             Some(Reg::Sp) => offset(cur.sp, e.sp_offset)?,
-            Some(Reg::Fp) if self.cfg.trust_fp_cfa => offset(cur.fp, e.sp_offset)?,
+            Some(Reg::Fp) if single => {
+                witness = Witness::FramePointer;
+                offset(cur.fp, e.sp_offset)?
+            }
             Some(Reg::Fp) => return Err(Reason::FpBasedCfa),
             _ => return Err(Reason::OrcUnexpected),
         };
@@ -369,7 +371,11 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
             // x29 not saved: still the caller's. After an exception that is a prologue or
             // epilogue. At a call site this function built no record (no frame pointer) and its
             // return address can only come from ORC (below): allowed only when asked for.
-            Some(Reg::Undefined) if cur.exact || self.cfg.orc_only_frames => cur.fp,
+            Some(Reg::Undefined) if cur.exact => cur.fp,
+            Some(Reg::Undefined) if single => {
+                witness = Witness::Orc;
+                cur.fp
+            }
             Some(Reg::Undefined) => return Err(Reason::NoFrameRecord),
             _ => return Err(Reason::OrcUnexpected),
         };
@@ -408,7 +414,7 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
             return Err(Reason::BadMetaRecord);
         }
         let (pc, kind) = self.return_address(raw_ra, prev_fp, kind, cur)?;
-        Ok(Step::Next(Cursor { pc, sp: cfa, fp: prev_fp, lr: None, exact: e.signal() }, kind))
+        Ok(Step::Next(Cursor { pc, sp: cfa, fp: prev_fp, lr: None, exact: e.signal() }, kind, witness))
     }
 
     /// One step under the mainline policy: the frame record at fp, no ORC.
@@ -428,7 +434,7 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
         let prev_fp = self.mem.read_u64(cur.fp).ok_or(Reason::ReadFault)?;
         let raw = self.mem.read_u64(cur.fp.checked_add(8).ok_or(Reason::OffStack)?).ok_or(Reason::ReadFault)?;
         let (pc, kind) = self.return_address(raw, prev_fp, FrameKind::Return, cur)?;
-        Ok(Step::Next(Cursor { pc, sp: cur.fp, fp: prev_fp, lr: None, exact: false }, kind))
+        Ok(Step::Next(Cursor { pc, sp: cur.fp, fp: prev_fp, lr: None, exact: false }, kind, Witness::FramePointer))
     }
 }
 
@@ -466,9 +472,10 @@ where
     }
     cur.pc = start_pc;
     let mut kind = FrameKind::Start;
+    let mut witness = Witness::Given;
     let mut frames: u32 = 0;
     loop {
-        if frames >= cfg.max_frames || !consume(&Frame { pc: cur.pc, fp: cur.fp, kind }) {
+        if frames >= cfg.max_frames || !consume(&Frame { pc: cur.pc, fp: cur.fp, kind, witness }) {
             return fail(Reason::FrameLimit, &cur);
         }
         frames = frames.saturating_add(1);
@@ -478,9 +485,10 @@ where
         };
         match step {
             Ok(Step::End) => return Verdict::Reliable,
-            Ok(Step::Next(next, k)) => {
+            Ok(Step::Next(next, k, w)) => {
                 cur = next;
                 kind = k;
+                witness = w;
             }
             Err(reason) => return fail(reason, &cur),
         }

@@ -8,6 +8,7 @@ use std::vec::Vec;
 
 use orc_format::{Kind, OrcEntry, Reg};
 
+use crate::frame::Witness;
 use crate::stacks::StackInfo;
 use crate::testkit::*;
 use crate::{Config, EndRule, FrameKind, KernelLayout, Policy, Reason, StackList, Start, Verdict, walk};
@@ -39,6 +40,7 @@ struct Run {
     verdict: Verdict,
     pcs: Vec<u64>,
     kinds: Vec<FrameKind>,
+    witnesses: Vec<Witness>,
 }
 
 fn run_with(
@@ -50,13 +52,14 @@ fn run_with(
     stacks: &[StackInfo],
 ) -> Run {
     let code = Code { table: table_from_rows(rows(extra)), sync_only: None };
-    let (mut pcs, mut kinds) = (Vec::new(), Vec::new());
+    let (mut pcs, mut kinds, mut witnesses) = (Vec::new(), Vec::new(), Vec::new());
     let verdict = walk(start, &cfg, &b.mem, &StackList { stacks }, &code, graph, |f| {
         pcs.push(f.pc);
         kinds.push(f.kind);
+        witnesses.push(f.witness);
         true
     });
-    Run { verdict, pcs, kinds }
+    Run { verdict, pcs, kinds, witnesses }
 }
 
 fn run(b: &Builder, start: Start, cfg: Config) -> Run {
@@ -77,12 +80,14 @@ fn call_chain_is_reliable_and_exact() {
     for layout in LAYOUTS {
         let mut b = Builder::new(layout);
         b.call(A).call(B).call(BIG).call(NOREC).call(A);
-        // NOREC built no frame record: by default ORC alone is not proof enough...
-        assert_eq!(reason(&run(&b, b.start_call(), Config::kernel(layout))), Some(Reason::NoFrameRecord));
-        // ...and with ORC-only frames allowed, its return address comes from the slot ORC names.
-        let r = run(&b, b.start_call(), Config { orc_only_frames: true, ..Config::kernel(layout) });
+        // NOREC built no frame record: in strict mode ORC alone is not proof enough...
+        let strict = Config { strict: true, ..Config::kernel(layout) };
+        assert_eq!(reason(&run(&b, b.start_call(), strict)), Some(Reason::NoFrameRecord));
+        // ...by default its return address comes from the slot its proven row names (one witness).
+        let r = run(&b, b.start_call(), Config::kernel(layout));
         assert_eq!(r.verdict, Verdict::Reliable, "{layout:?}");
         assert_eq!(r.pcs, b.expected());
+        assert_eq!(r.witnesses.iter().filter(|w| **w == Witness::Orc).count(), 1);
         // Without NOREC every frame has a record: proven by default.
         let mut b = Builder::new(layout);
         b.call(A).call(B).call(BIG).call(A);
@@ -146,17 +151,18 @@ fn irq_stack_switch_and_no_reentry() {
     b.call(A);
     let regs = b.interrupted(B, 0x10);
     b.exception(regs).call(H).switch_to_irq(VIA + 0x10).call(H).call(A);
-    // The switching function's CFA is on x29: refused by default, proven with the weak checks
-    // only when asked to trust such rows.
-    assert_eq!(reason(&run(&b, b.start_call(), Config::kernel(layout))), Some(Reason::FpBasedCfa));
-    let trusting = Config { trust_fp_cfa: true, ..Config::kernel(layout) };
-    let r = run(&b, b.start_call(), trusting);
+    // The switching function's CFA is on x29: refused in strict mode, accepted by default on
+    // its proven row with the frame-pointer chain as the one witness.
+    let strict = Config { strict: true, ..Config::kernel(layout) };
+    assert_eq!(reason(&run(&b, b.start_call(), strict)), Some(Reason::FpBasedCfa));
+    let r = run(&b, b.start_call(), Config::kernel(layout));
     assert_eq!(r.verdict, Verdict::Reliable);
     assert_eq!(r.pcs, b.expected());
+    assert!(r.witnesses.contains(&Witness::FramePointer));
 
     // A blocked task may not use the IRQ stack: its saved sp there is a bad start, and a task
     // record leading onto it is off its stacks.
-    let cfg = Config { task_stack_only: true, ..trusting };
+    let cfg = Config { task_stack_only: true, ..Config::kernel(layout) };
     assert_eq!(reason(&run(&b, b.start_call(), cfg)), Some(Reason::BadStart));
     let mut t = Builder::new(layout);
     t.call(A).call(B);
@@ -175,7 +181,7 @@ fn irq_stack_switch_and_no_reentry() {
     b.w(irq_rec + 0x18, A.base + CALL_RET);
     // ORC already refuses the bent record; the one-way stack rule is the backstop that catches
     // it without ORC (mainline policy).
-    assert_eq!(reason(&run(&b, b.start_call(), trusting)), Some(Reason::FpMismatch));
+    assert_eq!(reason(&run(&b, b.start_call(), Config::kernel(layout))), Some(Reason::FpMismatch));
     let mainline = Config { policy: Policy::Mainline, ..Config::kernel(layout) };
     assert_eq!(reason(&run(&b, b.start_call(), mainline)), Some(Reason::StackReentered));
 }
@@ -189,7 +195,7 @@ fn user_program_ends_at_orc_end_of_stack() {
     b.pc = USTART + 8;
     b.truth = std::vec![USTART + 8];
     b.call(A).call(B).call(NOREC).call(A);
-    let cfg = Config { end: EndRule::OrcEndOfStack, orc_only_frames: true, ..Config::kernel(KernelLayout::V6_13) };
+    let cfg = Config { end: EndRule::OrcEndOfStack, ..Config::kernel(KernelLayout::V6_13) };
     let r = run(&b, b.start_call(), cfg);
     assert_eq!(r.verdict, Verdict::Reliable);
     assert_eq!(r.pcs, b.expected());
@@ -354,11 +360,14 @@ fn reasons_from_orc_rows() {
         odd_row(OrcEntry::new(Kind::Call, Reg::Sp, 16, Reg::PrevSp, -16, Reg::Undefined, 0, false)),
         Some(Reason::LrLiveAtCall)
     );
-    // CFA on x29: unanchored, refused by default.
+    // CFA on x29: unanchored, refused in strict mode (by default the record check decides).
     let on_fp = OrcEntry::new(Kind::Call, Reg::Fp, 16, Reg::PrevSp, -16, Reg::PrevSp, -8, false);
-    assert_eq!(odd_row(on_fp), Some(Reason::FpBasedCfa));
-    // No record, CFA on a frame pointer the function never set (even when trusting x29 CFAs).
-    let trusting = Config { trust_fp_cfa: true, ..Config::kernel(KernelLayout::V6_13) };
+    assert_eq!(
+        odd_row_cfg(on_fp, Config { strict: true, ..Config::kernel(KernelLayout::V6_13) }),
+        Some(Reason::FpBasedCfa)
+    );
+    // No record, CFA on a frame pointer the function never set (also by default).
+    let trusting = Config::kernel(KernelLayout::V6_13);
     let no_record = OrcEntry::new(Kind::Call, Reg::Fp, 16, Reg::Undefined, 0, Reg::PrevSp, -8, false);
     assert_eq!(odd_row_cfg(no_record, trusting), Some(Reason::NoFrameRecord));
     // CFA below the callee's.
@@ -405,7 +414,7 @@ fn call_site_only_cfi_is_not_trusted_at_an_interrupted_pc() {
         let mut pcs = Vec::new();
         let v = walk(
             b.start_call(),
-            &Config { trust_fp_cfa: true, ..Config::kernel(layout) },
+            &Config::kernel(layout),
             &b.mem,
             &StackList { stacks: &stacks() },
             c,
@@ -544,11 +553,7 @@ mod properties {
         let mem = Garbage { seed, reads: Cell::new(0) };
         let (pc, sp) = (TEXT + u64::from(pc) * 4, TASK_LOW + u64::from(sp) % 0x4000 / 8 * 8);
         let start = if opts & 1 != 0 { Start::Regs { pc, sp, fp: sp, lr: pc } } else { Start::Call { pc, sp, fp: sp } };
-        let cfg = Config {
-            trust_fp_cfa: opts & 2 != 0,
-            orc_only_frames: opts & 4 != 0,
-            ..Config::kernel(KernelLayout::V6_13)
-        };
+        let cfg = Config { strict: opts & 2 != 0, ..Config::kernel(KernelLayout::V6_13) };
         let mut frames = 0u32;
         let _ = walk(start, &cfg, &mem, &StackList { stacks: &stacks() }, &code, &Graph::default(), |_| {
             frames += 1;
@@ -606,7 +611,7 @@ mod properties {
             return TestResult::discard();
         }
         // With a correct table, recovering record-less frames through ORC is sound: exercise it.
-        let r = run(&b, start, Config { orc_only_frames: true, ..Config::kernel(layout) });
+        let r = run(&b, start, Config::kernel(layout));
         TestResult::from_bool(!r.verdict.is_reliable() || r.pcs == truth)
     }
 
@@ -659,14 +664,15 @@ impl crate::code::CodeInfo for WithText {
 fn run_text(b: &Builder, start: Start, rows: Vec<(u64, OrcEntry)>, calls: Option<&[(Func, Func)]>) -> Run {
     let calls = calls.map(|c| c.iter().map(|(from, to)| (from.base + CALL_RET - 4, to.base)).collect());
     let code = WithText { code: Code { table: table_from_rows(rows), sync_only: None }, calls };
-    let (mut pcs, mut kinds) = (Vec::new(), Vec::new());
+    let (mut pcs, mut kinds, mut witnesses) = (Vec::new(), Vec::new(), Vec::new());
     let cfg = Config::kernel(b.layout);
     let verdict = walk(start, &cfg, &b.mem, &StackList { stacks: &stacks() }, &code, &Graph::default(), |f| {
         pcs.push(f.pc);
         kinds.push(f.kind);
+        witnesses.push(f.witness);
         true
     });
-    Run { verdict, pcs, kinds }
+    Run { verdict, pcs, kinds, witnesses }
 }
 
 /// A stale table: the body's row kept over `f`'s epilogue (as an address-order generator keeps
@@ -724,4 +730,21 @@ fn x29_contradicting_the_row_after_an_exception_is_caught() {
     assert_eq!(ok.verdict, Verdict::Reliable);
     let off = run(&b, Start::Regs { pc, sp, fp: sp + 0x100, lr }, Config::kernel(layout));
     assert_eq!(reason(&off), Some(Reason::FpMismatch));
+}
+
+/// A kernel running at EL2 (VHE, every arm64 KVM host) takes its exceptions in EL2h: crossed
+/// like EL1h. An exception from EL0 is not the kernel's and stays refused.
+#[test]
+fn exceptions_taken_at_el2_are_crossed() {
+    let layout = KernelLayout::V6_13;
+    for (mode, reliable) in [(5u64, true), (9, true), (8, true), (4, true), (0, false)] {
+        let mut b = Builder::new(layout);
+        b.call(A);
+        let regs = b.interrupted(B, 0x10);
+        b.exception(regs).call(H);
+        let pstate_at = *b.mem.0.iter().find(|(_, v)| **v == 0x3c5).unwrap().0;
+        b.w(pstate_at, 0x3c0 | mode);
+        let r = run(&b, b.start_call(), Config::kernel(layout));
+        assert_eq!(r.verdict.is_reliable(), reliable, "pstate mode {mode}: {:?}", r.verdict);
+    }
 }

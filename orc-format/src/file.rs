@@ -13,7 +13,9 @@
 //!  48    1 image id length (0..=20)
 //!  49   20 image id of the ELF the table was made from, zero-padded
 //!  69    1 image id kind             (IdKind: 0 none, 1 GNU build-id, 2 text hash)
-//!  70   10 reserved, zero
+//!  70    1 provenance                (0 rows as the compiler wrote them, 1 every row proven
+//!                                     along control flow by the generator)
+//!  71    9 reserved, zero
 //!  80   4n .orc_unwind_ip  (i32 LE)
 //!      8n .orc_unwind      (8-byte entries)
 //!  4(m+1) lookup index     (u32 LE, only when m > 0)
@@ -35,6 +37,13 @@
 //!   such a table was made from an ELF without a build-id and says nothing about which code.
 //!
 //! A bumped version would have refused those kernel tables for no gain in safety.
+//!
+//! # The provenance byte
+//!
+//! Offset 70 says whether every row was proven along control flow (`generate::prove`). The walk
+//! accepts single-witness frames (a CFA on x29, a caller without a frame record found through
+//! ORC) only from a proven table: those frames are exactly as good as their rows. A table
+//! without the mark (older files, `orc-format build --unproven`) is walked as in strict mode.
 
 use crate::entry::ENTRY_SIZE;
 use crate::image_id::{IdKind, ImageId, MAX_ID};
@@ -52,6 +61,7 @@ pub struct TableFile<'a> {
     pub table: OrcTable<'a>,
     pub format: FormatId,
     image_id: ImageId,
+    proven: bool,
 }
 
 fn field<const N: usize>(bytes: &[u8], off: usize) -> Result<[u8; N], TableError> {
@@ -120,7 +130,12 @@ impl<'a> TableFile<'a> {
             _ => return Err(TableError::BadHeader { field: "image id kind" }),
         };
         let image_id = ImageId::from_parts(kind, id).ok_or(TableError::BadHeader { field: "image id" })?;
-        if field::<10>(bytes, 70)? != [0; 10] {
+        let proven = match field::<1>(bytes, 70)? {
+            [0] => false,
+            [1] => true,
+            _ => return Err(TableError::BadHeader { field: "provenance" }),
+        };
+        if field::<9>(bytes, 71)? != [0; 9] {
             return Err(TableError::BadHeader { field: "reserved" });
         }
 
@@ -137,7 +152,12 @@ impl<'a> TableFile<'a> {
             return Err(TableError::LengthMismatch { part: "file (trailing bytes)" });
         }
         let table = OrcTable::from_parts(ips, ip_table_addr, entries, index)?;
-        Ok(TableFile { table, format, image_id })
+        Ok(TableFile { table, format, image_id, proven })
+    }
+
+    /// True when the generator proved every row along control flow (header byte 70).
+    pub fn proven(&self) -> bool {
+        self.proven
     }
 
     /// The id of the image this table was generated from.
@@ -160,6 +180,18 @@ pub fn write(
     entries: &[crate::OrcEntry],
     image_id: &ImageId,
     with_index: bool,
+) -> Result<Vec<u8>, TableError> {
+    write_with(ips, entries, image_id, with_index, false)
+}
+
+/// [`write`], marking the rows as proven along control flow when `proven`.
+#[cfg(feature = "std")]
+pub fn write_with(
+    ips: &[u64],
+    entries: &[crate::OrcEntry],
+    image_id: &ImageId,
+    with_index: bool,
+    proven: bool,
 ) -> Result<Vec<u8>, TableError> {
     let n = u32::try_from(ips.len()).map_err(|_| TableError::BadHeader { field: "entry count" })?;
     if entries.len() != ips.len() {
@@ -189,7 +221,8 @@ pub fn write(
     padded[..id.len()].copy_from_slice(id);
     out.extend_from_slice(&padded);
     out.push(kind);
-    out.extend_from_slice(&[0; 10]);
+    out.push(u8::from(proven));
+    out.extend_from_slice(&[0; 9]);
     debug_assert_eq!(out.len(), HEADER_SIZE);
     for (i, &ip) in ips.iter().enumerate() {
         let slot = ip_table_addr.wrapping_add((i * IP_SIZE) as u64);
@@ -289,6 +322,14 @@ mod tests {
     }
 
     #[test]
+    fn provenance_round_trips() {
+        let b =
+            write_with(&[0x1000], &[crate::OrcEntry::UNDEFINED], &ImageId::build_id(&[1; 20]), false, true).unwrap();
+        assert!(TableFile::parse(&b).unwrap().proven());
+        assert!(!TableFile::parse(&sample()).unwrap().proven());
+    }
+
+    #[test]
     fn bad_id_headers_are_refused() {
         let bad = |edit: &dyn Fn(&mut Vec<u8>), field: &'static str| {
             let mut b = sample();
@@ -299,7 +340,8 @@ mod tests {
         bad(&|b| b[48] = 21, "image id length");
         bad(&|b| b[48] = 19, "image id padding");
         bad(&|b| b[48] = 0, "image id padding");
-        bad(&|b| b[70] = 1, "reserved");
+        bad(&|b| b[70] = 2, "provenance");
+        bad(&|b| b[71] = 1, "reserved");
         bad(
             &|b| {
                 b[48] = 0;

@@ -35,7 +35,7 @@ fuzz_target!(|data: &[u8]| {
     let bytes = TABLE.get_or_init(|| Box::leak(Program::new(&mut Rng::new(7)).table_file().into_boxed_slice()));
     let code = tk::Code { table: orc_format::TableFile::parse(bytes).unwrap().table, sync_only: None };
     let layout = [KernelLayout::V6_12, KernelLayout::V6_13, KernelLayout::GENERIC_ENTRY][(data[0] % 3) as usize];
-    let cfg = Config { orc_only_frames: data[1] & 1 != 0, trust_fp_cfa: data[1] & 2 != 0, ..Config::kernel(layout) };
+    let cfg = Config { strict: data[1] & 1 != 0, ..Config::kernel(layout) };
     let pc = tk::TEXT + word(8) % 0x3000;
     let sp = tk::TASK_HIGH - 0x1000 + word(16) % 0x1000;
     let fp = tk::TASK_HIGH - 0x1000 + word(24) % 0x1000;

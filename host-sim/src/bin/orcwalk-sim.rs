@@ -12,7 +12,7 @@ use orcwalk::Policy;
 use orcwalk_sim::capture::kernel::{KernelPlan, KernelSymbols, TaskOffsets, capture_kernel};
 use orcwalk_sim::capture::{Plan, capture};
 use orcwalk_sim::dump::Dump;
-use orcwalk_sim::replay::{ChainSummary, Judgement, Summary, Trust, replay_text};
+use orcwalk_sim::replay::{ChainSummary, Judgement, Mode, Summary, replay_text};
 use orcwalk_sim::synth::{Program, Rng, sample};
 use orcwalk_sim::text::ImageText;
 use orcwalk_sim::truth::Image;
@@ -50,13 +50,10 @@ enum Cmd {
         /// Print every frame.
         #[arg(long, short)]
         verbose: bool,
-        /// Accept frames whose CFA is on x29 with only the weak checks (unsound under a
-        /// corrupted saved fp; for comparison).
+        /// Two witnesses for every frame: refuse a CFA on x29 and a caller without a frame
+        /// record, which the default accepts from proven rows with one witness (DESIGN §7).
         #[arg(long)]
-        trust_fp_cfa: bool,
-        /// Accept callers without a frame record through ORC alone (unsound under a stale table).
-        #[arg(long)]
-        orc_only_frames: bool,
+        strict: bool,
     },
     /// Print a dump's registers, regions, stacks and truth.
     Show { dump: PathBuf },
@@ -199,8 +196,16 @@ fn numbered(dir: &Path, total: Option<u32>) -> impl FnMut(Dump) -> std::io::Resu
 
 fn summary_line(name: &str, s: &Summary) -> String {
     let reasons: Vec<String> = s.unreliable.iter().map(|(r, n)| format!("{n} {r}")).collect();
+    let witnesses = if s.two_witness + s.fp_witness + s.orc_witness > 0 {
+        format!(
+            "; frames of correct stacks: {} two-witness, {} frame-pointer only, {} ORC only ({} stacks with a single-witness frame)",
+            s.two_witness, s.fp_witness, s.orc_witness, s.single_witness_stacks
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "{name:>8}: {} samples, {} reliable and correct, {} unreliable ({}), FALSE-RELIABLE {}, coverage {:.1}% of {} with complete truth",
+        "{name:>8}: {} samples, {} reliable and correct, {} unreliable ({}), FALSE-RELIABLE {}, coverage {:.1}% of {} with complete truth{witnesses}",
         s.samples,
         s.correct,
         s.unreliable.values().sum::<u64>(),
@@ -223,8 +228,8 @@ fn chain_line(c: &ChainSummary) {
 
 fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.cmd {
-        Cmd::Replay { paths, table, elf, policy, json, verbose, trust_fp_cfa, orc_only_frames } => {
-            let trust = Trust { fp_cfa: trust_fp_cfa, orc_only_frames };
+        Cmd::Replay { paths, table, elf, policy, json, verbose, strict } => {
+            let mode = Mode { strict };
             let paths = if paths.is_empty() { vec![default_corpus()] } else { paths };
             let mut files = Vec::new();
             for p in &paths {
@@ -280,12 +285,12 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 }
                 let text = texts[&tpath].as_ref().map(ImageText::view);
                 with_text += u64::from(text.is_some());
-                let a = replay_text(&dump, tfile.table, text, Policy::Orcwalk, trust);
-                let b = replay_text(&dump, tfile.table, text, Policy::Mainline, trust);
-                orc.add(dump.info.truth_complete, a.judgement);
+                let a = replay_text(&dump, tfile, text, Policy::Orcwalk, mode);
+                let b = replay_text(&dump, tfile, text, Policy::Mainline, mode);
+                orc.add_outcome(dump.info.truth_complete, &a);
                 mainline.add(dump.info.truth_complete, b.judgement);
                 let g = groups.entry(f.parent().unwrap_or(Path::new(".")).to_path_buf()).or_default();
-                g.0.add(dump.info.truth_complete, a.judgement);
+                g.0.add_outcome(dump.info.truth_complete, &a);
                 g.1.add(dump.info.truth_complete, b.judgement);
                 if !dump.info.kernel {
                     g.2.add(&dump);

@@ -120,6 +120,14 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     println!("format v{} layout {:#018x}", file.format.version, file.format.layout_hash);
                     println!("image id {}", file.image_id());
                     println!(
+                        "rows {}",
+                        if file.proven() {
+                            "proven along control flow"
+                        } else {
+                            "as the compiler wrote them (unproven)"
+                        }
+                    );
+                    println!(
                         "{} entries, index {}",
                         file.table.len(),
                         file.table.index().map_or("none".into(), |ix| format!(

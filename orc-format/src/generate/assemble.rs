@@ -19,13 +19,15 @@ pub struct Generated {
     pub ips: Vec<u64>,
     pub entries: Vec<OrcEntry>,
     pub image_id: crate::ImageId,
+    /// Every row proven along control flow (`Options::prove`), marked in the file's header.
+    pub proven: bool,
     pub stats: Stats,
 }
 
 impl Generated {
     /// The table file bytes (with the lookup index).
     pub fn to_file_bytes(&self) -> Result<Vec<u8>, GenError> {
-        Ok(crate::file::write(&self.ips, &self.entries, &self.image_id, true)?)
+        Ok(crate::file::write_with(&self.ips, &self.entries, &self.image_id, true, self.proven)?)
     }
 }
 
@@ -286,7 +288,7 @@ pub fn generate_with(image: &ElfImage<'_>, options: Options) -> Result<Generated
         })
         .map(|(_, _, name)| name.clone())
         .collect();
-    let generated = Generated { ips, entries, image_id: image.image_id, stats };
+    let generated = Generated { ips, entries, image_id: image.image_id, proven: options.prove, stats };
     let bytes = generated.to_file_bytes()?;
     let mut generated = generated;
     generated.stats.table_bytes = bytes.len() as u64;
