@@ -11,9 +11,10 @@ use orcwalk_sim::dump::Dump;
 use orcwalk_sim::replay::{Summary, replay};
 use orcwalk_sim::synth::{Program, Rng, sample};
 
-/// Measured on the synthetic corpus (seed 1, 300 dumps, 124 corrupted) with the sound defaults:
-/// 39.7 %. A drop below this floor is a coverage regression.
-const SYNTHETIC_COVERAGE_FLOOR: f64 = 0.37;
+/// Measured on the synthetic corpus (seed 1, 300 dumps, 125 corrupted; the program has
+/// shrink-wrapped and tag-store shapes since) with the sound defaults: 31.0 %. A drop below this
+/// floor is a coverage regression.
+const SYNTHETIC_COVERAGE_FLOOR: f64 = 0.29;
 
 fn corpus() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/synthetic")

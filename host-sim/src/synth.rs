@@ -45,10 +45,15 @@ impl Program {
     pub fn new(rng: &mut Rng) -> Program {
         let funcs = (1..=40)
             .map(|slot| {
-                let shape = match rng.below(10) {
+                let shape = match rng.below(12) {
                     0 => Shape::Leaf,
                     1 => Shape::NoRecord,
                     2 => Shape::BigFrame(4096),
+                    // Shrink-wrapped (a frameless early return inside the body) and stack-tagged
+                    // (`st2g sp, [sp], #t` in the epilogue): the shapes an address-order table
+                    // generator gets wrong.
+                    3 => Shape::EarlyReturn(16 * (1 + rng.below(16)) as u16),
+                    4 => Shape::TagStore(16 * (1 + rng.below(4)) as u16),
                     _ => Shape::Framed(16 * (1 + rng.below(16)) as u16),
                 };
                 Func::at(slot, shape)
@@ -58,7 +63,11 @@ impl Program {
     }
 
     pub fn rows(&self) -> Vec<(u64, OrcEntry)> {
-        let mut rows: Vec<(u64, OrcEntry)> = self.funcs.iter().flat_map(|f| f.rows()).collect();
+        Self::with_switch(self.funcs.iter().flat_map(|f| f.rows()).collect())
+    }
+
+    /// The functions' rows and the IRQ-stack switch's.
+    fn with_switch(mut rows: Vec<(u64, OrcEntry)>) -> Vec<(u64, OrcEntry)> {
         rows.push((tk::VIA, OrcEntry::new(Kind::Call, Reg::Fp, 16, Reg::PrevSp, -16, Reg::PrevSp, -8, false)));
         rows.push((tk::VIA + 0x40, OrcEntry::UNDEFINED));
         rows
@@ -90,6 +99,12 @@ impl Program {
             })
             .collect();
         Self::file(Program { funcs }.rows())
+    }
+
+    /// The table an address-order (unproven) generator makes of this program, with the right
+    /// image id: the body's row kept over every early return and after every tag store.
+    pub fn unproven_table_file(&self) -> Vec<u8> {
+        Self::file(Self::with_switch(self.funcs.iter().flat_map(|f| f.unproven_rows()).collect()))
     }
 
     fn file(rows: Vec<(u64, OrcEntry)>) -> Vec<u8> {
@@ -135,14 +150,17 @@ pub enum Corruption {
     OrcGap,
     /// The dump names `program-stale.orc`.
     StaleOrc,
+    /// The dump names `program-unproven.orc`.
+    UnprovenOrc,
 }
 
 /// The table files a corpus directory holds, by the name dumps use.
-pub fn tables(p: &Program) -> [(&'static str, Vec<u8>); 3] {
+pub fn tables(p: &Program) -> [(&'static str, Vec<u8>); 4] {
     [
         ("program.orc", p.table_file()),
         ("program-gap.orc", p.gap_table_file()),
         ("program-stale.orc", p.stale_table_file()),
+        ("program-unproven.orc", p.unproven_table_file()),
     ]
 }
 
@@ -163,6 +181,16 @@ fn calls(b: &mut Builder, p: &Program, rng: &mut Rng, max: u64) {
     }
 }
 
+/// An instruction of `f` to interrupt: any, or (one time in four, where `f` has them) one whose
+/// row an address-order generator gets wrong.
+fn interrupt_at(f: Func, rng: &mut Rng) -> u64 {
+    let wrong = tk::unproven_pcs(f.shape);
+    if !wrong.is_empty() && rng.chance(4) {
+        return wrong[rng.below(wrong.len() as u64) as usize];
+    }
+    4 * rng.below(FUNC_LEN / 4)
+}
+
 /// Generates one kernel-shaped sample.
 pub fn sample(p: &Program, rng: &mut Rng, image_path: &str) -> Sample {
     loop {
@@ -179,8 +207,14 @@ fn attempt(p: &Program, rng: &mut Rng, image_path: &str) -> Option<Sample> {
     let mut b = Builder::new(layout);
     calls(&mut b, p, rng, 8);
     if rng.chance(2) {
+        // Earlier, deeper calls that returned: their records stay below sp, stale.
+        let fs = [p.caller(rng), p.caller(rng)];
+        b.returned(&fs);
+    }
+    if rng.chance(2) {
         let f = p.any(rng);
-        let regs = b.interrupted(f, 4 * rng.below(FUNC_LEN / 4));
+        let off = interrupt_at(f, rng);
+        let regs = b.interrupted(f, off);
         b.exception(regs);
         calls(&mut b, p, rng, 4);
         if rng.chance(3) {
@@ -188,7 +222,13 @@ fn attempt(p: &Program, rng: &mut Rng, image_path: &str) -> Option<Sample> {
             calls(&mut b, p, rng, 3);
         }
     }
-    let start = if rng.chance(3) { b.interrupted(p.any(rng), 4 * rng.below(FUNC_LEN / 4)) } else { b.start_call() };
+    let start = if rng.chance(3) {
+        let f = p.any(rng);
+        let off = interrupt_at(f, rng);
+        b.interrupted(f, off)
+    } else {
+        b.start_call()
+    };
     if !fits(&b) {
         return None;
     }
@@ -216,10 +256,10 @@ fn attempt(p: &Program, rng: &mut Rng, image_path: &str) -> Option<Sample> {
     }
     let mut image_path = image_path.to_string();
     let corruption = if rng.chance(8) {
-        let (kind, name) = if rng.chance(2) {
-            (Corruption::OrcGap, "program-gap.orc")
-        } else {
-            (Corruption::StaleOrc, "program-stale.orc")
+        let (kind, name) = match rng.below(3) {
+            0 => (Corruption::OrcGap, "program-gap.orc"),
+            1 => (Corruption::StaleOrc, "program-stale.orc"),
+            _ => (Corruption::UnprovenOrc, "program-unproven.orc"),
         };
         image_path = name.to_string();
         Some(kind)
@@ -246,7 +286,7 @@ fn attempt(p: &Program, rng: &mut Rng, image_path: &str) -> Option<Sample> {
             Corruption::FpOffStack => b.w(r, 0xffff_8000_9000_0000 + 16 * rng.below(1024)),
             Corruption::UnknownText => b.w(r + 8, 0xffff_8000_c000_0000 + 4 * rng.below(1024)),
             Corruption::TrampolineWithoutRecovery => recover.clear(),
-            Corruption::OrcGap | Corruption::StaleOrc => {}
+            Corruption::OrcGap | Corruption::StaleOrc | Corruption::UnprovenOrc => {}
         }
         Some(kind)
     } else {

@@ -47,18 +47,56 @@ pub enum Shape {
     Leaf,
     /// `str x30, [sp, #-16]!; ... bl; ... ldr x30, [sp], #16; ret`: saves LR, builds no record.
     NoRecord,
+    /// Shrink-wrapped (LLVM): `cbz x0, early` before the prologue, then `Framed(n)` one
+    /// instruction later (`stp` at +4, `mov x29, sp` at +8), a body block ending in `b` to the
+    /// epilogue, and the frameless early-return block (`ret`, at [`EARLY_RET`]) laid out after
+    /// it, inside the body's address range: there CFA = sp and x29/x30 are the caller's. A
+    /// generator that checks rows in address order keeps the body's row at it.
+    EarlyReturn(u16),
+    /// Stack tagging (clang): `stp x29, x30, [sp, #-16]!; mov x29, sp; sub sp, sp, #t` (tagged
+    /// locals below the record), and an epilogue that frees them with the last tag store:
+    /// `st2g sp, [sp], #t` (at [`TAG_STORE`]), `ldp x29, x30, [sp], #16`, `ret`. Between the two
+    /// sp moves the row is CFA = sp + 16; an unupdated one still says sp + 16 + t.
+    TagStore(u16),
 }
 
 pub const CALL_RET: u64 = 0x20;
 pub const EPILOGUE: u64 = 0x44;
 pub const FUNC_LEN: u64 = 0x48;
+/// `EarlyReturn`'s frameless `ret`, after the body's `b` at +0x2c; the body goes on at +0x34.
+pub const EARLY_RET: u64 = 0x30;
+/// `TagStore`'s `st2g sp, [sp], #t`; the pc after it (+0x40, the `ldp`) is between the two
+/// sp moves of the epilogue.
+pub const TAG_STORE: u64 = 0x3c;
+
+/// The pcs of `shape` whose row an address-order (unproven) generator gets wrong, with the row
+/// it keeps there: the early return inside the body, the instruction after the tag store.
+pub fn unproven_pcs(shape: Shape) -> &'static [u64] {
+    match shape {
+        Shape::EarlyReturn(_) => &[EARLY_RET],
+        Shape::TagStore(_) => &[TAG_STORE + 4],
+        _ => &[],
+    }
+}
 
 impl Func {
     pub const fn at(slot: u64, shape: Shape) -> Func {
         Func { base: TEXT + slot * 0x100, shape }
     }
 
+    /// The exact table: the row in force at every pc (as a control-flow proof gives it).
     pub fn rows(&self) -> Vec<(u64, OrcEntry)> {
+        self.rows_with(true)
+    }
+
+    /// What a generator that checks rows in address order keeps: the body's row over the early
+    /// return and over the instruction after the tag store (the wrong rows of `unproven_pcs`),
+    /// every other row exact.
+    pub fn unproven_rows(&self) -> Vec<(u64, OrcEntry)> {
+        self.rows_with(false)
+    }
+
+    fn rows_with(&self, proven: bool) -> Vec<(u64, OrcEntry)> {
         let call = |sp, fpo, rao| OrcEntry::new(Kind::Call, Reg::Sp, sp, Reg::PrevSp, fpo, Reg::PrevSp, rao, false);
         let entry = OrcEntry::new(Kind::Call, Reg::Sp, 0, Reg::Undefined, 0, Reg::Undefined, 0, false);
         let b = self.base;
@@ -82,6 +120,24 @@ impl Func {
             Shape::Leaf => {}
             Shape::NoRecord => {
                 rows.push((b + 4, OrcEntry::new(Kind::Call, Reg::Sp, 16, Reg::Undefined, 0, Reg::PrevSp, -16, false)));
+                rows.push((b + EPILOGUE, entry));
+            }
+            Shape::EarlyReturn(n) => {
+                let n = n as i16;
+                rows.push((b + 8, call(n, -n, -n + 8)));
+                if proven {
+                    rows.push((b + EARLY_RET, entry));
+                    rows.push((b + EARLY_RET + 4, call(n, -n, -n + 8)));
+                }
+                rows.push((b + EPILOGUE, entry));
+            }
+            Shape::TagStore(t) => {
+                let t = t as i16;
+                rows.push((b + 4, call(16, -16, -8)));
+                rows.push((b + 0xc, call(16 + t, -16, -8)));
+                if proven {
+                    rows.push((b + TAG_STORE + 4, call(16, -16, -8)));
+                }
                 rows.push((b + EPILOGUE, entry));
             }
         }
@@ -242,6 +298,20 @@ impl Builder {
                 self.sp -= 16;
                 self.w_ra(self.sp, ret);
             }
+            Shape::EarlyReturn(n) => {
+                // The path that builds the frame (the early return was not taken).
+                self.sp -= u64::from(n);
+                self.w(self.sp, self.fp);
+                self.w_ra(self.sp + 8, ret);
+                self.fp = self.sp;
+            }
+            Shape::TagStore(t) => {
+                self.sp -= 16;
+                self.w(self.sp, self.fp);
+                self.w_ra(self.sp + 8, ret);
+                self.fp = self.sp;
+                self.sp -= u64::from(t);
+            }
             Shape::Leaf => panic!("a leaf makes no calls"),
         }
         self.pc = f.base + CALL_RET;
@@ -256,46 +326,71 @@ impl Builder {
     }
 
     /// The current function calls `f`, which is interrupted `off` bytes into it; returns the
-    /// registers at that moment. Prologue and epilogue states follow the shape.
+    /// registers at that moment. Prologue and epilogue states follow the shape. After the
+    /// epilogue has popped the frame, the record (or saved LR) is still in memory below sp, dead:
+    /// written, but not a return-address slot of the truth.
     pub fn interrupted(&mut self, f: Func, off: u64) -> crate::walk::Start {
         let ret = self.pc;
-        let (mut sp, mut fp) = (self.sp, self.fp);
-        let prologue_done = |o: u64| (8..EPILOGUE).contains(&o);
-        match f.shape {
+        let caller_sp = self.sp;
+        let mut fp = self.fp;
+        // (live frame, record or LR slot address, x29 set to the record, sp at `off`)
+        let (live, slot, fp_set, sp_at) = match f.shape {
             Shape::Framed(n) => {
-                if (4..EPILOGUE).contains(&off) {
-                    sp -= u64::from(n);
-                    self.w(sp, self.fp);
-                    self.w_ra(sp + 8, ret);
-                    if prologue_done(off) {
-                        fp = sp;
-                    }
-                }
+                let r = caller_sp - u64::from(n);
+                ((4..EPILOGUE).contains(&off), r, (8..EPILOGUE).contains(&off), r)
             }
             Shape::BigFrame(n) => {
-                if (4..EPILOGUE).contains(&off) {
-                    sp -= u64::from(n);
-                }
-                if (8..EPILOGUE - 4).contains(&off) {
-                    sp -= 16;
-                    self.w(sp, self.fp);
-                    self.w_ra(sp + 8, ret);
-                    fp = sp;
-                }
+                let below = caller_sp - u64::from(n);
+                let r = below - 16;
+                let live = (8..EPILOGUE - 4).contains(&off);
+                let sp_at = if live {
+                    r
+                } else if (4..EPILOGUE).contains(&off) {
+                    below
+                } else {
+                    caller_sp
+                };
+                (live, r, live, sp_at)
             }
             Shape::NoRecord => {
-                if (4..EPILOGUE).contains(&off) {
-                    sp -= 16;
-                    self.w_ra(sp, ret);
-                }
+                let r = caller_sp - 16;
+                ((4..EPILOGUE).contains(&off), r, false, r)
             }
-            Shape::Leaf => {}
-        }
-        self.lr_live = match f.shape {
-            Shape::Framed(_) | Shape::NoRecord => !(4..EPILOGUE).contains(&off),
-            Shape::BigFrame(_) => !(8..EPILOGUE - 4).contains(&off),
-            Shape::Leaf => true,
+            Shape::Leaf => (false, caller_sp, false, caller_sp),
+            Shape::EarlyReturn(n) => {
+                let r = caller_sp - u64::from(n);
+                let live = (8..EPILOGUE).contains(&off) && off != EARLY_RET;
+                (live, r, live && off >= 0xc, r)
+            }
+            Shape::TagStore(t) => {
+                let r = caller_sp - 16;
+                let sp_at = if (0xc..TAG_STORE + 4).contains(&off) { r - u64::from(t) } else { r };
+                ((4..EPILOGUE).contains(&off), r, (8..EPILOGUE).contains(&off), sp_at)
+            }
         };
+        let popped = off >= EPILOGUE - 4 && f.shape != Shape::Leaf && !live;
+        // A BigFrame's `sub sp` is its own step; every other shape's frame is all or nothing.
+        let sp = if live || matches!(f.shape, Shape::BigFrame(_)) { sp_at } else { caller_sp };
+        if live {
+            if f.shape == Shape::NoRecord {
+                self.w_ra(slot, ret);
+            } else {
+                self.w(slot, self.fp);
+                self.w_ra(slot + 8, ret);
+            }
+            if fp_set {
+                fp = slot;
+            }
+        } else if popped {
+            // Dead: what the epilogue's `ldp`/`ldr` left below sp.
+            if f.shape == Shape::NoRecord {
+                self.w(slot, ret);
+            } else {
+                self.w(slot, self.fp);
+                self.w(slot + 8, ret);
+            }
+        }
+        self.lr_live = !live;
         let pc = f.base + off;
         self.truth.push(pc);
         self.sp = sp;
@@ -303,6 +398,20 @@ impl Builder {
         self.pc = pc;
         self.lr = ret;
         crate::walk::Start::Regs { pc, sp, fp, lr: ret }
+    }
+
+    /// The current function called `fs` (each calling the next) and they all returned: their
+    /// frames stay below sp as stale data (old records and return addresses, as real stacks are
+    /// full of), none of them a return-address slot of the truth.
+    pub fn returned(&mut self, fs: &[Func]) -> &mut Builder {
+        let (sp, fp, pc, current, depth) = (self.sp, self.fp, self.pc, self.current, self.truth.len());
+        let live = self.ra_slots.clone();
+        for f in fs.iter().filter(|f| f.shape != Shape::Leaf) {
+            self.call(*f);
+        }
+        (self.sp, self.fp, self.pc, self.lr, self.current, self.ra_slots) = (sp, fp, pc, pc, current, live);
+        self.truth.truncate(depth);
+        self
     }
 
     /// An exception taken at `regs` (EL1h): pt_regs pushed below sp, the entry code's record in

@@ -19,13 +19,27 @@ const BIG: Func = Func::at(3, Shape::BigFrame(4096));
 const LEAF: Func = Func::at(4, Shape::Leaf);
 const NOREC: Func = Func::at(5, Shape::NoRecord);
 const H: Func = Func::at(6, Shape::Framed(16));
+/// Shrink-wrapped: a frameless early `ret` inside the body (same frame size as B).
+const ER: Func = Func::at(7, Shape::EarlyReturn(48));
+/// Stack tagging: the epilogue frees 16 bytes of tagged locals with `st2g sp, [sp], #16`.
+const TAG: Func = Func::at(9, Shape::TagStore(16));
+const FUNCS: [Func; 8] = [A, B, BIG, LEAF, NOREC, H, ER, TAG];
 /// Functions whose single row is set per test (slot 0x10..).
 const ODD: u64 = TEXT + 0x1000;
 /// A user program's _start: END_OF_STACK after its first instruction.
 const USTART: u64 = TEXT + 0x800;
 
 fn rows(extra: &[(u64, OrcEntry)]) -> Vec<(u64, OrcEntry)> {
-    let mut r: Vec<(u64, OrcEntry)> = [A, B, BIG, LEAF, NOREC, H].iter().flat_map(|f| f.rows()).collect();
+    rows_of(FUNCS.iter().flat_map(|f| f.rows()).collect(), extra)
+}
+
+/// The table an address-order (unproven) generator makes of the same code: wrong at the early
+/// return and after the tag store, with nothing to tell it from the exact one.
+fn unproven_rows() -> Vec<(u64, OrcEntry)> {
+    rows_of(FUNCS.iter().flat_map(|f| f.unproven_rows()).collect(), &[])
+}
+
+fn rows_of(mut r: Vec<(u64, OrcEntry)>, extra: &[(u64, OrcEntry)]) -> Vec<(u64, OrcEntry)> {
     r.push((VIA, OrcEntry::new(Kind::Call, Reg::Fp, 16, Reg::PrevSp, -16, Reg::PrevSp, -8, false)));
     r.push((VIA + 0x40, OrcEntry::UNDEFINED));
     r.push((USTART, OrcEntry::new(Kind::Call, Reg::Sp, 0, Reg::Undefined, 0, Reg::Undefined, 0, false)));
@@ -90,7 +104,7 @@ fn call_chain_is_reliable_and_exact() {
         assert_eq!(r.witnesses.iter().filter(|w| **w == Witness::Orc).count(), 1);
         // Without NOREC every frame has a record: proven by default.
         let mut b = Builder::new(layout);
-        b.call(A).call(B).call(BIG).call(A);
+        b.call(A).call(B).call(BIG).call(A).call(ER).call(TAG).call(TAG).call(ER);
         let r = run(&b, b.start_call(), Config::kernel(layout));
         assert_eq!(r.verdict, Verdict::Reliable, "{layout:?}");
         assert_eq!(r.pcs, b.expected());
@@ -99,14 +113,16 @@ fn call_chain_is_reliable_and_exact() {
 
 /// An exception may interrupt any instruction: before the `stp`, between `stp` and `mov x29`,
 /// in the body, after the `ldp`, in a leaf, in a big frame between `sub sp` and `stp`, in a
-/// function that saves only LR. The walk must cross the pt_regs and prove every position.
+/// function that saves only LR, at a shrink-wrapped early return inside the body, between the
+/// two sp moves of a tag-store epilogue. The walk must cross the pt_regs and prove every
+/// position with the exact table. Stale frames of earlier calls lie below every sp.
 #[test]
 fn every_instruction_of_every_shape_after_an_exception() {
     for layout in LAYOUTS {
-        for f in [A, BIG, LEAF, NOREC] {
+        for f in [A, BIG, LEAF, NOREC, ER, TAG] {
             for off in (0..FUNC_LEN).step_by(4) {
                 let mut b = Builder::new(layout);
-                b.call(A).call(B);
+                b.call(A).returned(&[TAG, ER, A]).call(B).returned(&[f, B]);
                 let regs = b.interrupted(f, off);
                 b.exception(regs).call(H).call(A);
                 let r = run(&b, b.start_call(), Config::kernel(layout));
@@ -479,6 +495,121 @@ fn v6_12_synthetic_record_must_match_pt_regs() {
     assert_eq!(reason(&run(&b, b.start_call(), Config::kernel(layout))), Some(Reason::BadMetaRecord));
 }
 
+/// The walk of `b` from `start` with the unproven (address-order) table.
+fn run_unproven(b: &Builder, start: Start, cfg: Config) -> Run {
+    let code = Code { table: table_from_rows(unproven_rows()), sync_only: None };
+    let (mut pcs, mut kinds) = (Vec::new(), Vec::new());
+    let verdict = walk(start, &cfg, &b.mem, &StackList { stacks: &stacks() }, &code, &Graph::default(), |f| {
+        pcs.push(f.pc);
+        kinds.push(f.kind);
+        true
+    });
+    Run { verdict, pcs, kinds }
+}
+
+/// The second witness planned for exception crossings (walk.rs, another branch), evaluated
+/// here on the registers alone: where the row at the interrupted pc says x29 is saved at slot S,
+/// x29 must be S's address or the value saved at S. True when it would let the stop through.
+fn second_witness_passes(b: &Builder, regs: Start, table: &[(u64, OrcEntry)]) -> bool {
+    let Start::Regs { pc, sp, fp, .. } = regs else { return true };
+    let Some(&(_, e)) = table.iter().rev().find(|r| r.0 <= pc) else { return true };
+    if e.fp_reg() != Some(Reg::PrevSp) || e.sp_reg() != Some(Reg::Sp) {
+        return true;
+    }
+    let slot = sp.wrapping_add_signed(i64::from(e.sp_offset)).wrapping_add_signed(i64::from(e.fp_offset));
+    fp == slot || b.mem.0.get(&slot) == Some(&fp)
+}
+
+/// Every stack that stops at a pc of `f` where the unproven table is wrong, under every pair of
+/// callers, after an exception (the stop crossed from pt_regs) or from the registers themselves,
+/// with the sound defaults and with ORC-only frames. Returns the cases walked RELIABLE with
+/// frames other than the true ones, each saying whether the planned second witness refuses it.
+fn unproven_stops_fooled(f: Func) -> Vec<std::string::String> {
+    let layout = KernelLayout::V6_13;
+    let callers: Vec<Func> = FUNCS.iter().copied().filter(|f| f.shape != Shape::Leaf).collect();
+    let table = unproven_rows();
+    let mut fooled = Vec::new();
+    for &off in unproven_pcs(f.shape) {
+        for &g in &callers {
+            for &c in &callers {
+                for via_exception in [true, false] {
+                    let mut b = Builder::new(layout);
+                    b.call(A).call(g).call(c);
+                    let regs = b.interrupted(f, off);
+                    let start = if via_exception {
+                        b.exception(regs).call(H).call(A);
+                        b.start_call()
+                    } else {
+                        regs
+                    };
+                    for cfg in [Config::kernel(layout), Config { orc_only_frames: true, ..Config::kernel(layout) }] {
+                        // The exact table proves the stop (or refuses a record-less caller).
+                        let exact = run(&b, start, cfg);
+                        assert!(!exact.verdict.is_reliable() || exact.pcs == b.expected());
+                        let r = run_unproven(&b, start, cfg);
+                        if r.verdict.is_reliable() && r.pcs != b.expected() {
+                            fooled.push(std::format!(
+                                "{:?}+{off:#x} called by {:?} called by {:?}, {}, orc_only_frames {}: \
+                                 walked {:x?}, true {:x?}; second witness {}",
+                                f.shape,
+                                c.shape,
+                                g.shape,
+                                if via_exception { "across pt_regs" } else { "from the registers" },
+                                cfg.orc_only_frames,
+                                r.pcs,
+                                b.expected(),
+                                if second_witness_passes(&b, regs, &table) { "passes it" } else { "refuses it" }
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    fooled
+}
+
+/// The exact table proves every unproven-pc stop whose callers all keep records.
+#[test]
+fn unproven_pcs_are_proven_with_the_exact_table() {
+    let layout = KernelLayout::V6_13;
+    for f in [ER, TAG] {
+        for &off in unproven_pcs(f.shape) {
+            let mut b = Builder::new(layout);
+            b.call(A).call(B).call(TAG).call(ER);
+            let regs = b.interrupted(f, off);
+            b.exception(regs).call(H).call(A);
+            let r = run(&b, b.start_call(), Config::kernel(layout));
+            assert_eq!(r.verdict, Verdict::Reliable, "{:?}+{off:#x}", f.shape);
+            assert_eq!(r.pcs, b.expected());
+        }
+    }
+}
+
+/// A table from an address-order generator (right image id) keeps `CFA = sp + 16 + t` after
+/// `st2g sp, [sp], #t`: the slots it names lie t bytes too high. It may make a stop unreliable,
+/// never reliable with other frames.
+#[test]
+#[ignore = "fooled until the exception-crossing second witness lands: TagStore(16)+0x40 called by \
+            Framed(16) is RELIABLE with the caller missing (26 stops; the witness refuses all)"]
+fn unproven_tag_store_row_never_fools_the_walk() {
+    let fooled = unproven_stops_fooled(TAG);
+    assert!(fooled.is_empty(), "{} stops fooled:\n{}", fooled.len(), fooled.join("\n"));
+}
+
+/// The same table keeps the body's row (`CFA = sp + n`, record at CFA - n) over the frameless
+/// early return, where sp is still the caller's sp: the "record" it names is the caller's own
+/// (at its sp when it keeps it there), and with equal frame sizes the CFA it gives is the
+/// caller's, so every later check passes with the caller dropped.
+#[test]
+#[ignore = "fooled, and the planned second witness does not catch it: EarlyReturn(48)+0x30 called \
+            by a 48-byte framed caller is RELIABLE with the caller missing (52 stops); x29 there is \
+            the caller's record, which is exactly the slot the stale row names"]
+fn unproven_early_return_row_never_fools_the_walk() {
+    let fooled = unproven_stops_fooled(ER);
+    assert!(fooled.is_empty(), "{} stops fooled:\n{}", fooled.len(), fooled.join("\n"));
+}
+
 mod properties {
     use super::*;
     use core::cell::Cell;
@@ -576,17 +707,26 @@ mod properties {
             .quickcheck(garbage_never_panics_and_is_bounded as fn(u64, u16, u16, u16, bool) -> bool);
     }
 
-    /// Corrupt one structural word of a valid stack (which must change it): the walk may say
-    /// unreliable, but if it says reliable, the frames must be the true ones.
-    fn corrupted_never_falsely_reliable(interrupt: bool, off: u8, victim: u16, kind: u8, val: u16) -> TestResult {
+    /// Corrupt one word of a valid stack (which must change it): the walk may say unreliable,
+    /// but if it says reliable, the frames must be the true ones. The interrupted function is
+    /// any shape at any instruction; earlier calls that returned left their frames below sp.
+    fn corrupted_never_falsely_reliable(
+        interrupt: bool,
+        which: u8,
+        off: u8,
+        victim: u16,
+        kind: u8,
+        val: u16,
+    ) -> TestResult {
         let layout = KernelLayout::V6_13;
         let mut b = Builder::new(layout);
-        b.call(A).call(BIG).call(NOREC);
+        b.call(A).call(BIG).call(NOREC).returned(&[TAG, ER, B]);
         if interrupt {
-            let regs = b.interrupted(B, u64::from(off % 18) * 4);
-            b.exception(regs).call(H);
+            let f = FUNCS[usize::from(which) % FUNCS.len()];
+            let regs = b.interrupted(f, u64::from(off % 18) * 4);
+            b.exception(regs).call(H).returned(&[A, B]);
         }
-        b.call(A).call(B);
+        b.call(TAG).call(ER).call(A).call(B).returned(&[A, TAG, ER]);
         let start = b.start_call();
         let truth = b.expected();
         let words: Vec<u64> = b.mem.0.keys().copied().collect();
@@ -603,16 +743,57 @@ mod properties {
             return TestResult::discard();
         }
         b.w(addr, new);
-        // Return-address slots and pt_regs.pc define the stack rather than corrupt it: any text
-        // address there is another self-consistent stack (interrupted elsewhere, returning
-        // elsewhere) whose truth this builder did not execute. Only structural words (saved
-        // frame pointers, saved sp/x29, meta records, stale slots) are corrupted here.
+        // Live return-address slots and pt_regs.pc define the stack rather than corrupt it: any
+        // text address there is another self-consistent stack (interrupted elsewhere, returning
+        // elsewhere) whose truth this builder did not execute, and a live record is out of scope
+        // (DESIGN §7). Everything else is corrupted here: saved frame pointers, saved sp/x29,
+        // meta records, dead x30 in pt_regs, and the stale records and return addresses that
+        // popped epilogues and returned calls left below sp (in scope: stale stack memory).
         if b.ra_slots.contains_key(&addr) {
             return TestResult::discard();
         }
         // With a correct table, recovering record-less frames through ORC is sound: exercise it.
         let r = run(&b, start, Config::kernel(layout));
         TestResult::from_bool(!r.verdict.is_reliable() || r.pcs == truth)
+    }
+
+    /// A random chain of callers, stale frames below it, one function interrupted (at a pc where
+    /// the unproven table is wrong half the time), walked across the exception or from its
+    /// registers with the table an address-order generator makes: unreliable, or exact.
+    fn unproven_never_falsely_reliable(callers: Vec<u8>, which: u8, off: u8, opts: u8) -> bool {
+        let layout = KernelLayout::V6_13;
+        let mut b = Builder::new(layout);
+        let non_leaf: Vec<Func> = FUNCS.iter().copied().filter(|f| f.shape != Shape::Leaf).collect();
+        for c in callers.iter().take(6) {
+            b.call(non_leaf[usize::from(*c) % non_leaf.len()]);
+        }
+        b.returned(&[ER, TAG]);
+        let f = FUNCS[usize::from(which) % FUNCS.len()];
+        let wrong = unproven_pcs(f.shape);
+        let off = if opts & 1 != 0 && !wrong.is_empty() {
+            wrong[usize::from(off) % wrong.len()]
+        } else {
+            u64::from(off % 18) * 4
+        };
+        let regs = b.interrupted(f, off);
+        let start = if opts & 2 != 0 {
+            b.exception(regs).call(H).call(A);
+            b.start_call()
+        } else {
+            regs
+        };
+        let cfg = Config { orc_only_frames: opts & 4 != 0, ..Config::kernel(layout) };
+        let exact = run(&b, start, cfg);
+        let r = run_unproven(&b, start, cfg);
+        let sound = |r: &Run| !r.verdict.is_reliable() || r.pcs == b.expected();
+        sound(&exact) && sound(&r)
+    }
+
+    #[test]
+    #[ignore = "fooled until the exception-crossing second witness lands (and, for EarlyReturn, a \
+                witness beyond it): see unproven_*_row_never_fools_the_walk"]
+    fn unproven_table_is_never_reliable_with_wrong_frames() {
+        QuickCheck::new().tests(cases()).quickcheck(unproven_never_falsely_reliable as fn(Vec<u8>, u8, u8, u8) -> bool);
     }
 
     /// Cases per property: 3000 in CI; `ORCWALK_QC_TESTS=N` for a longer campaign.
@@ -625,7 +806,7 @@ mod properties {
         QuickCheck::new()
             .tests(cases())
             .max_tests(cases() * 10)
-            .quickcheck(corrupted_never_falsely_reliable as fn(bool, u8, u16, u8, u16) -> TestResult);
+            .quickcheck(corrupted_never_falsely_reliable as fn(bool, u8, u8, u16, u8, u16) -> TestResult);
     }
 }
 
