@@ -73,9 +73,9 @@ impl Program {
         rows
     }
 
-    /// The table file bytes for this program.
+    /// The table file bytes for this program: exact by construction, so marked proven.
     pub fn table_file(&self) -> Vec<u8> {
-        Self::file(self.rows())
+        Self::file(self.rows(), true)
     }
 
     /// A table with a gap: every fifth function's rows are missing, as for code without CFI.
@@ -83,7 +83,7 @@ impl Program {
         let kept = Program {
             funcs: self.funcs.iter().copied().enumerate().filter(|(i, _)| i % 5 != 2).map(|(_, f)| f).collect(),
         };
-        Self::file(kept.rows())
+        Self::file(kept.rows(), true)
     }
 
     /// A stale table (from "another build"): every fourth framed function's frame is 16 bytes
@@ -98,19 +98,20 @@ impl Program {
                 _ => *f,
             })
             .collect();
-        Self::file(Program { funcs }.rows())
+        // Marked proven: the worst case, a wrong table that claims to be right.
+        Self::file(Program { funcs }.rows(), true)
     }
 
     /// The table an address-order (unproven) generator makes of this program, with the right
     /// image id: the body's row kept over every early return and after every tag store.
     pub fn unproven_table_file(&self) -> Vec<u8> {
-        Self::file(Self::with_switch(self.funcs.iter().flat_map(|f| f.unproven_rows()).collect()))
+        Self::file(Self::with_switch(self.funcs.iter().flat_map(|f| f.unproven_rows()).collect()), false)
     }
 
-    fn file(rows: Vec<(u64, OrcEntry)>) -> Vec<u8> {
+    fn file(rows: Vec<(u64, OrcEntry)>, proven: bool) -> Vec<u8> {
         let ips: Vec<u64> = rows.iter().map(|r| r.0).collect();
         let entries: Vec<OrcEntry> = rows.iter().map(|r| r.1).collect();
-        orc_format::file::write(&ips, &entries, &synthetic_id(), true).unwrap_or_default()
+        orc_format::file::write_with(&ips, &entries, &synthetic_id(), true, proven).unwrap_or_default()
     }
 
     /// The shape of the function containing `pc`.

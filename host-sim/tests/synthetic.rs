@@ -1,17 +1,28 @@
-//! The issue's properties over generated stacks: never reliable when the frames differ from the
-//! truth; reliable and exact when nothing is corrupted (ORC covers every pc of the synthetic
-//! program) unless the stack crosses the x29-based IRQ-switch frame or a record-less function at
-//! a call site (both refused by default, see orcwalk::Config); and dumps survive a write/parse round trip.
+//! Properties over generated stacks, split along the threat model (DESIGN §7): in-scope
+//! corruptions (no table for the code, a trampoline without its record, the compiler's unproven
+//! rows) must never fool the default walk; out-of-scope ones (a corrupted live frame record,
+//! saved fp or return address; a wrong table claiming proven rows for this very image, which
+//! content-bound image ids rule out) must never fool strict mode, and the default's count is
+//! printed, not hidden. Uncorrupted stacks are reliable and exact under the default; strict
+//! mode may refuse only their single-witness frames. Dumps survive a write/parse round trip.
 
 use orc_format::TableFile;
 use orcwalk::testkit::{CALL_RET, Shape};
 use orcwalk::{Policy, Reason};
 use orcwalk_sim::dump::Dump;
-use orcwalk_sim::replay::{Judgement, replay};
+use orcwalk_sim::replay::{Judgement, Mode, replay, replay_with};
 use orcwalk_sim::synth::{Corruption, Program, Rng, sample};
 use quickcheck::{QuickCheck, TestResult};
 
-fn check(seed: u64) -> TestResult {
+/// Corruptions a real kernel can produce, which the default must never be fooled by.
+fn in_scope(c: Option<Corruption>) -> bool {
+    matches!(c, None | Some(Corruption::OrcGap | Corruption::TrampolineWithoutRecovery | Corruption::UnprovenOrc))
+}
+
+/// Default-mode false-reliable verdicts on out-of-scope corruptions, by kind.
+type OutOfScope = std::collections::BTreeMap<String, u64>;
+
+fn check(seed: u64, out_of_scope: &mut OutOfScope) -> TestResult {
     let mut rng = Rng::new(seed);
     let program = Program::new(&mut rng);
     let tables = orcwalk_sim::synth::tables(&program);
@@ -20,28 +31,25 @@ fn check(seed: u64) -> TestResult {
         let dump = Dump::parse(&s.dump.write()).unwrap();
         assert_eq!(dump, s.dump, "round trip");
         let bytes = &tables.iter().find(|(n, _)| *n == dump.info.image_path).unwrap().1;
-        let out = replay(&dump, TableFile::parse(bytes).unwrap(), Policy::Orcwalk);
+        let table = TableFile::parse(bytes).unwrap();
+        let out = replay(&dump, table, Policy::Orcwalk);
+        let strict = replay_with(&dump, table, Policy::Orcwalk, Mode::STRICT);
+        if strict.judgement == Judgement::FalseReliable {
+            return TestResult::error(format!(
+                "seed {seed}: strict mode false reliable {:?}: {:x?} vs truth {:x?}",
+                s.corruption, strict.frames, dump.info.truth
+            ));
+        }
         match (s.corruption, out.judgement) {
-            // Known hole, checked densely (and ignored until the walk catches it) by
-            // `unproven_tables_never_fool_the_walk`, which replays every sample with that table.
-            (Some(Corruption::UnprovenOrc), Judgement::FalseReliable) => {}
+            (c, Judgement::FalseReliable) if !in_scope(c) => {
+                *out_of_scope.entry(format!("{c:?}")).or_default() += 1;
+            }
             (_, Judgement::FalseReliable) => {
                 return TestResult::error(format!(
                     "seed {seed}: false reliable {:?}: {:x?} vs truth {:x?}",
                     s.corruption, out.frames, dump.info.truth
                 ));
             }
-            // The IRQ-stack switch's row puts the CFA on x29 (the stack pointer moved): such a
-            // frame has no sp anchor and is refused by default. Any other refusal of an
-            // uncorrupted stack is a coverage bug.
-            (None, Judgement::Unreliable(Reason::FpBasedCfa))
-                if dump.info.truth.contains(&(orcwalk::testkit::VIA + 0x10)) => {}
-            // A function that built no frame record, at a call site: ORC is its only witness,
-            // refused by default.
-            (None, Judgement::Unreliable(Reason::NoFrameRecord))
-                if dump.info.truth.iter().any(|&pc| {
-                    program.shape_of(pc) == Some(Shape::NoRecord) && (pc - orcwalk::testkit::TEXT) % 0x100 == CALL_RET
-                }) => {}
             (None, Judgement::Unreliable(r)) => {
                 return TestResult::error(format!(
                     "seed {seed}: uncorrupted sample unreliable: {} {:?}",
@@ -51,6 +59,18 @@ fn check(seed: u64) -> TestResult {
             }
             _ => {}
         }
+        // Strict mode refuses an uncorrupted stack only at a single-witness frame: the IRQ-stack
+        // switch (its CFA on x29) or a record-less function at a call site.
+        if let (None, Judgement::Unreliable(r)) = (s.corruption, strict.judgement) {
+            let switch = r == Reason::FpBasedCfa && dump.info.truth.contains(&(orcwalk::testkit::VIA + 0x10));
+            let norecord = r == Reason::NoFrameRecord
+                && dump.info.truth.iter().any(|&pc| {
+                    program.shape_of(pc) == Some(Shape::NoRecord) && (pc - orcwalk::testkit::TEXT) % 0x100 == CALL_RET
+                });
+            if !switch && !norecord {
+                return TestResult::error(format!("seed {seed}: strict refused an uncorrupted stack: {}", r.as_str()));
+            }
+        }
     }
     TestResult::passed()
 }
@@ -59,10 +79,13 @@ fn check(seed: u64) -> TestResult {
 #[test]
 fn generated_stacks_are_proven_exactly_or_refused() {
     let n: u64 = std::env::var("ORCWALK_QC_TESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
+    let mut out_of_scope = OutOfScope::new();
     for seed in 0..n {
-        let r = check(seed);
+        let r = check(seed, &mut out_of_scope);
         assert!(!r.is_failure(), "{r:?}");
     }
+    // Reported, not asserted: out of scope for the default (strict mode held above).
+    println!("default-mode false-reliable on out-of-scope corruptions over {n} seeds: {out_of_scope:?}");
 }
 
 /// Every sample of seeds 0..N replayed with the table an address-order (unproven) generator
@@ -77,7 +100,7 @@ fn unproven_check(seed: u64) -> Result<u32, String> {
     let mut refused = 0;
     for _ in 0..20 {
         let s = sample(&program, &mut rng, "program.orc");
-        let out = replay(&s.dump, TableFile::parse(unproven).unwrap().table, Policy::Orcwalk);
+        let out = replay(&s.dump, TableFile::parse(unproven).unwrap(), Policy::Orcwalk);
         match out.judgement {
             Judgement::FalseReliable => {
                 // The interrupted function above the first frame the walk got wrong.
@@ -104,11 +127,9 @@ fn unproven_check(seed: u64) -> Result<u32, String> {
     Ok(refused)
 }
 
+/// An unproven table is trusted at call sites only (interrupted pcs are refused:
+/// `CodeInfo::exact_pc_proven`), which is where its rows can go stale.
 #[test]
-#[ignore = "fooled on 8 of seeds 0..300: RELIABLE with the interrupted function's caller missing. \
-            TagStore (seed 186: TagStore(48)+0x40 under TagStore(32)) until the exception-crossing \
-            second witness lands; EarlyReturn (seed 112: EarlyReturn(160)+0x30 under a recursive call \
-            of itself) also after it: x29 is the caller's record, the very slot the stale row names"]
 fn unproven_tables_never_fool_the_walk() {
     let n: u64 = std::env::var("ORCWALK_QC_TESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
     let fooled: Vec<String> = (0..n).filter_map(|seed| unproven_check(seed).err()).collect();

@@ -97,6 +97,13 @@ impl CodeInfo for TableCode<'_> {
         self.proven
     }
 
+    /// Unproven rows (the compiler's, as written) are trusted at call sites only: at an
+    /// interrupted pc they may be stale (an epilogue the CFI does not describe, a frameless
+    /// block laid out inside the body's row).
+    fn exact_pc_proven(&self, _pc: u64) -> bool {
+        self.proven
+    }
+
     fn insn(&self, pc: u64) -> Option<u32> {
         self.text?.insn(pc)
     }

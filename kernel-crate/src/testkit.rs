@@ -175,6 +175,9 @@ pub struct Code {
     pub table: OrcTable<'static>,
     /// Text whose CFI is valid only at call sites (clang < 16 style).
     pub sync_only: Option<(u64, u64)>,
+    /// The rows were proven along control flow (an exact hand-made table is): single-witness
+    /// frames and interrupted pcs are trusted only then.
+    pub proven: bool,
 }
 
 impl CodeInfo for Code {
@@ -192,11 +195,10 @@ impl CodeInfo for Code {
         (ENTRY..ENTRY + 0x100).contains(&pc)
     }
     fn exact_pc_proven(&self, pc: u64) -> bool {
-        self.sync_only.is_none_or(|(s, e)| !(s..e).contains(&pc))
+        self.proven && self.sync_only.is_none_or(|(s, e)| !(s..e).contains(&pc))
     }
-    /// The tables here are written by hand to match the executed code exactly.
     fn rows_proven(&self) -> bool {
-        true
+        self.proven
     }
 }
 
