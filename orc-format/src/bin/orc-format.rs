@@ -207,8 +207,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 report.contradicted_addresses
             );
             println!(
-                "proof of the image: {} instructions proven, {} cut, {} not judged (UNDEFINED or not a call frame)",
-                p.proven, p.cut, p.refused
+                "proof of the image: {} instructions proven, {} cut, {} not judged (UNDEFINED or not a call frame); {} functions without CFI given derived rows ({} addresses in the table agree)",
+                p.proven, p.cut, p.refused, report.derived.functions, report.derived_addresses
             );
             if report.mismatch_count > 0 {
                 return Ok(ExitCode::from(1));

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::GenError;
+use super::derive;
 use super::elf::ElfImage;
 use super::fde::{CfiSections, Fde};
 use super::flow;
@@ -196,6 +197,7 @@ fn returning_functions(
                 opaque,
                 returns: &returns,
                 stops,
+                entries: &[],
             };
             if code.can_return() {
                 set.insert(f.start);
@@ -205,6 +207,69 @@ fn returning_functions(
             return set;
         }
     }
+}
+
+/// Rows derived from the instructions ([`derive`]) for the functions without CFI that qualify:
+/// they start with a BTI call pad, lie outside the exception entry text, and no direct branch
+/// from elsewhere lands inside them. Inner `bl` targets and call pads are further entries.
+fn derive_without_cfi(
+    image: &ElfImage<'_>,
+    candidates: &[(u64, u64, String)],
+    compiled: &dyn Fn(u64) -> bool,
+    patches: Patches<'_>,
+    stats: &mut derive::Derived,
+) -> Vec<Span> {
+    let sym = |name: &str| image.symbols.iter().find(|s| s.2 == name).map(|s| s.0);
+    let excluded: Vec<(u64, u64)> =
+        [("__entry_text_start", "__entry_text_end"), ("__irqentry_text_start", "__irqentry_text_end")]
+            .iter()
+            .filter_map(|(a, b)| Some((sym(a)?, sym(b)?)))
+            .collect();
+    // Every direct branch and call in the text, by target.
+    let (mut branches, mut calls): (Vec<(u64, u64)>, Vec<u64>) = (Vec::new(), Vec::new());
+    for &(base, bytes) in &image.code {
+        for (k, w) in bytes.chunks_exact(4).enumerate() {
+            let pc = base + 4 * k as u64;
+            let i = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+            if let Some(t) = flow::call_target(pc, i) {
+                calls.push(t);
+            } else if let Some(t) = flow::flow(pc, i).target {
+                branches.push((t, pc));
+            }
+        }
+    }
+    branches.sort_unstable();
+    calls.sort_unstable();
+    calls.dedup();
+    let mut out: Vec<Span> = Vec::new();
+    for &(start, size, _) in candidates {
+        let end = start + size;
+        let inside = |a: u64| start < a && a < end;
+        if excluded.iter().any(|&(s, e)| s <= start && start < e)
+            || !image.insn(start).is_some_and(derive::is_call_pad)
+            || out.last().is_some_and(|p| p.end > start)
+        {
+            continue;
+        }
+        // Branches from elsewhere: into the middle, never; to the start, only tail calls from
+        // compiled code (which has CFI and has torn its frame down by then). Assembly jumping
+        // to it (`b _cpu_resume`) brings a state the entry assumption knows nothing of.
+        let lo = branches.partition_point(|b| b.0 < start);
+        let hi = branches.partition_point(|b| b.0 < end);
+        let foreign = |&(to, from): &(u64, u64)| !(start..end).contains(&from) && (to != start || !compiled(from));
+        if branches[lo..hi].iter().any(foreign) {
+            continue;
+        }
+        let mut entries: Vec<u64> =
+            calls[calls.partition_point(|&c| c <= start)..calls.partition_point(|&c| c < end)].to_vec();
+        entries.extend(
+            (start + 4..end).step_by(4).filter(|&a| inside(a) && image.insn(a).is_some_and(derive::is_call_pad)),
+        );
+        if let Some(rows) = derive::derive(start, end, |a| image.insn(a), &entries, patches, stats) {
+            out.push(Span { start, end, rows });
+        }
+    }
+    out
 }
 
 /// Builds the ORC table for an ELF image from its `.debug_frame` and `.eh_frame`, every row
@@ -264,6 +329,28 @@ pub fn generate_with(image: &ElfImage<'_>, options: Options) -> Result<Generated
         }
     }
 
+    let without_cfi: Vec<(u64, u64, String)> = image
+        .symbols
+        .iter()
+        .filter(|(addr, size, _)| *size > 0 && image.is_executable(*addr, addr + size))
+        .filter(|(addr, size, _)| {
+            let i = spans.partition_point(|s| s.end <= *addr);
+            spans.get(i).is_none_or(|s| s.start >= addr + size)
+        })
+        .cloned()
+        .collect();
+    stats.functions_without_cfi = without_cfi.iter().map(|f| f.2.clone()).collect();
+    if options.prove {
+        let covered: Vec<(u64, u64)> = spans.iter().map(|s| (s.start, s.end)).collect();
+        let compiled = |pc: u64| {
+            let k = covered.partition_point(|c| c.1 <= pc);
+            covered.get(k).is_some_and(|c| c.0 <= pc)
+        };
+        let derived = derive_without_cfi(image, &without_cfi, &compiled, patches, &mut stats.derived);
+        spans.extend(derived);
+        spans.sort_by_key(|s| s.start);
+    }
+
     let mut ips = Vec::new();
     let mut entries = Vec::new();
     for span in &spans {
@@ -278,16 +365,7 @@ pub fn generate_with(image: &ElfImage<'_>, options: Options) -> Result<Generated
     stats.cut_examples =
         proof.first_cut.iter().take(proof.cut_stretches as usize).map(|&a| image.symbolize(a)).collect();
     stats.entries = ips.len() as u64;
-    stats.functions_without_cfi = image
-        .symbols
-        .iter()
-        .filter(|(addr, size, _)| *size > 0 && image.is_executable(*addr, addr + size))
-        .filter(|(addr, size, _)| {
-            let i = spans.partition_point(|s| s.end <= *addr);
-            spans.get(i).is_none_or(|s| s.start >= addr + size)
-        })
-        .map(|(_, _, name)| name.clone())
-        .collect();
+    stats.derived_examples = stats.derived.first.iter().map(|&a| image.symbolize(a)).collect();
     let generated = Generated { ips, entries, image_id: image.image_id, proven: options.prove, stats };
     let bytes = generated.to_file_bytes()?;
     let mut generated = generated;

@@ -42,6 +42,10 @@ pub enum Sp {
     At(i64),
     /// sp ≤ CFA + d (below a dynamic allocation).
     AtMost(i64),
+    /// On another stack: sp was set from a pointer loaded from memory that is not this frame
+    /// (`call_on_irq_stack` loads the per-cpu IRQ stack). Exceptions taken there push onto that
+    /// stack, so this frame's slots stay intact; the CFA can then only come from x29.
+    Foreign,
     Unknown,
 }
 
@@ -70,12 +74,15 @@ pub struct State {
     /// `sub sp, sp, x12`: how compilers allocate frames over 4 KiB), kept only across the few
     /// instruction forms known not to write it (`keeps`).
     pub konst: Option<(u8, i64)>,
+    /// A register (< 29) just loaded from memory through a base other than sp and x29: a
+    /// pointer that is not into this frame. Kept like `konst`.
+    pub loaded: Option<u8>,
 }
 
 impl State {
     /// At a function's first instruction, as the caller's `bl` left it.
     pub const ENTRY: State =
-        State { sp: Sp::At(0), fp: Fp::Caller, lr: true, fp_slot: None, ra_slot: None, konst: None };
+        State { sp: Sp::At(0), fp: Fp::Caller, lr: true, fp_slot: None, ra_slot: None, konst: None, loaded: None };
 
     /// The frame is torn down: what a tail call or a return needs.
     pub fn is_exit(&self) -> bool {
@@ -91,6 +98,7 @@ impl State {
             // instead. So sp goes At -> AtMost -> Unknown at most, and loops that move sp after
             // an allocation (`add sp, sp, #16`) reach a fixpoint.
             (Sp::AtMost(a), Sp::At(b) | Sp::AtMost(b)) if b <= a => Sp::AtMost(a),
+            (Sp::Foreign, Sp::Foreign) => Sp::Foreign,
             _ => Sp::Unknown,
         };
         let same = |a: Option<i64>, b: Option<i64>| if a == b { a } else { None };
@@ -101,6 +109,7 @@ impl State {
             fp_slot: same(self.fp_slot, o.fp_slot),
             ra_slot: same(self.ra_slot, o.ra_slot),
             konst: if self.konst == o.konst { self.konst } else { None },
+            loaded: if self.loaded == o.loaded { self.loaded } else { None },
         }
     }
 
@@ -109,6 +118,7 @@ impl State {
     pub fn slot_live(&self, off: i64) -> bool {
         match self.sp {
             Sp::At(d) | Sp::AtMost(d) => d <= off,
+            Sp::Foreign => true,
             Sp::Unknown => false,
         }
     }
@@ -292,6 +302,7 @@ fn keeps(i: u32, r: u32) -> bool {
 pub fn step(s: &State, i: u32, opaque: bool) -> State {
     let mut n = *s;
     n.konst = s.konst.filter(|k| keeps(i, u32::from(k.0)));
+    n.loaded = s.loaded.filter(|&r| keeps(i, u32::from(r)));
     if opaque {
         n.clobber(Regs::ALL);
         n.forget_slots();
@@ -307,6 +318,10 @@ pub fn step(s: &State, i: u32, opaque: bool) -> State {
         let imm = if (i >> 30) & 1 == 1 { -imm } else { imm };
         if let (31, 31, Sp::AtMost(d)) = (rd, rn, s.sp) {
             n.set_sp(Sp::AtMost(d.saturating_add(imm)));
+            return n;
+        }
+        if rd == 31 && s.loaded.is_some_and(|r| u32::from(r) == rn) {
+            n.set_sp(Sp::Foreign);
             return n;
         }
         n.write(rd, s.base(rn).map(|b| b.saturating_add(imm)));
@@ -342,6 +357,12 @@ pub fn step(s: &State, i: u32, opaque: bool) -> State {
             (Sp::At(d) | Sp::AtMost(d), None) if sub => Sp::AtMost(d),
             _ => Sp::Unknown,
         });
+        return n;
+    }
+    // ldr xt, [xn, xm{, lsl #3}] through a base other than sp/x29: a pointer from memory.
+    if i & 0xffe0_0c00 == 0xf860_0800 && !matches!((i >> 5) & 31, 29 | 31) {
+        n.write(rd, None);
+        n.loaded = u8::try_from(rd).ok().filter(|&r| r < 29);
         return n;
     }
     if let Some(a) = access(i) {
@@ -489,6 +510,9 @@ pub struct Code<'a> {
     /// True for a trap that never resumes (the kernel's `BUG()`: a `brk #0x800` its bug table
     /// does not call a warning): no fall-through (compilers put other blocks after it).
     pub stops: &'a dyn Fn(u64) -> bool,
+    /// Further entry points, each entered with the call entry state (inner `bl` targets and
+    /// BTI pads of assembly, see `derive`).
+    pub entries: &'a [u64],
 }
 
 impl Code<'_> {
@@ -564,6 +588,7 @@ pub fn analyse(code: &Code<'_>, seed: Seed) -> Option<Vec<Option<State>>> {
     // Without pads, the code no direct path reaches (once chosen, always fed).
     let mut landing: Vec<usize> = Vec::new();
     let mut work: Vec<(usize, State)> = if n > 0 { vec![(0, first)] } else { Vec::new() };
+    work.extend(code.entries.iter().filter_map(|&e| code.index(e)).map(|k| (k, State::ENTRY)));
     let mut budget = n.saturating_mul(64).saturating_add(1024);
     let mut succ = Vec::new();
     loop {

@@ -6,6 +6,7 @@
 
 pub mod assemble;
 pub mod check;
+pub mod derive;
 pub mod elf;
 pub mod error;
 pub mod fde;

@@ -91,7 +91,8 @@ fn seed(first: &OrcEntry) -> Seed {
     if *first == entry {
         return Seed::Entry;
     }
-    let mut s = State { sp: Sp::Unknown, fp: Fp::Unknown, lr: false, fp_slot: None, ra_slot: None, konst: None };
+    let mut s =
+        State { sp: Sp::Unknown, fp: Fp::Unknown, lr: false, fp_slot: None, ra_slot: None, konst: None, loaded: None };
     if first.kind() == Some(Kind::Call) {
         let cfa = -i64::from(first.sp_offset);
         match first.sp_reg() {
@@ -163,6 +164,7 @@ pub fn prove(
         opaque: patches.opaque,
         returns: patches.returns,
         stops: patches.stops,
+        entries: &[],
     };
     let s = seed(&first);
     if matches!(s, Seed::Cfi(_)) {

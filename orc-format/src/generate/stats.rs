@@ -23,6 +23,9 @@ pub struct Stats {
     pub text_bytes: u64,
     pub covered_bytes: u64,
     pub functions_without_cfi: Vec<String>,
+    /// Rows derived from the instructions for functions without CFI (`generate::derive`).
+    pub derived: super::derive::Derived,
+    pub derived_examples: Vec<String>,
     pub table_bytes: u64,
     pub eh_frame_bytes: u64,
     pub debug_frame_bytes: u64,
@@ -47,7 +50,17 @@ impl fmt::Display for Stats {
             self.text_bytes,
             pct(self.covered_bytes, self.text_bytes)
         )?;
-        writeln!(f, "functions w/o CFI: {}", self.functions_without_cfi.len())?;
+        writeln!(
+            f,
+            "functions w/o CFI: {} ({} given rows derived from their instructions: {} instructions, {} left UNDEFINED)",
+            self.functions_without_cfi.len(),
+            self.derived.functions,
+            self.derived.instructions,
+            self.derived.undefined
+        )?;
+        for name in &self.derived_examples {
+            writeln!(f, "    derived: {name}")?;
+        }
         for name in self.functions_without_cfi.iter().take(20) {
             writeln!(f, "    {name}")?;
         }
