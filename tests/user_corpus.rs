@@ -221,3 +221,16 @@ fn truth_doubts_a_stale_clang_epilogue_row() {
     assert_eq!((t.complete, t.doubt), (false, Some(stale)));
     assert_eq!(t.pcs, vec![0x238b54]);
 }
+
+/// The shipped tables are exactly what today's generator makes from the shipped programs: the
+/// replay never judges an older generator's output.
+#[test]
+fn shipped_tables_are_what_the_generator_makes() {
+    for (build, _) in BUILDS {
+        let bytes = std::fs::read(elf(build)).unwrap();
+        let image = orc_format::generate::ElfImage::parse(bytes.as_slice()).unwrap();
+        let made = orc_format::generate::generate(&image).unwrap().to_file_bytes().unwrap();
+        let shipped = std::fs::read(root().join("tests/corpus/user").join(build).join("program.orc")).unwrap();
+        assert!(made == shipped, "{build}: tests/corpus/user/{build}/program.orc is stale: rebuild it with orc-format build");
+    }
+}
