@@ -80,8 +80,8 @@ enum Cmd {
         args: Vec<String>,
     },
     /// Boot an arm64 kernel in qemu-system-aarch64 (gdbstub on 127.0.0.1), interrupt it at
-    /// pseudo-random times and write COUNT dumps of EL1 stops (task and IRQ stacks) with the truth
-    /// of a DWARF unwind over VMLINUX, plus vmlinux.orc built from its CFI.
+    /// pseudo-random times and write COUNT dumps of EL1 (or, with --el2, EL2) stops (task and IRQ
+    /// stacks) with the truth of a DWARF unwind over VMLINUX, plus vmlinux.orc built from its CFI.
     CaptureKernel {
         #[arg(long)]
         kernel: PathBuf,
@@ -101,7 +101,7 @@ enum Cmd {
         layout: String,
         #[arg(long, default_value = "cortex-a57")]
         cpu: String,
-        /// Also sample this many blocked tasks per EL1 stop (from their saved cpu_context, as
+        /// Also sample this many blocked tasks per kernel stop (from their saved cpu_context, as
         /// livepatch walks them) into DIR/blocked; 0 for none. Needs gdb-multiarch.
         #[arg(long, default_value_t = 1)]
         blocked: u32,
@@ -110,6 +110,10 @@ enum Cmd {
         ready: String,
         #[arg(long, default_value = "qemu-system-aarch64")]
         qemu: String,
+        /// Boot with virtualization on (`-M virt,virtualization=on`; needs a CPU with VHE, e.g.
+        /// `--cpu max`): the kernel runs at EL2, and the stops kept are those at EL2.
+        #[arg(long)]
+        el2: bool,
     },
     /// Write a seeded synthetic corpus: program.orc (with its gap and stale variants) and COUNT dumps.
     Gen {
@@ -424,7 +428,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 println!("    truth incomplete ({n}): {why}");
             }
         }
-        Cmd::CaptureKernel { kernel, vmlinux, initrd, out, count, seed, layout, cpu, blocked, ready, qemu } => {
+        Cmd::CaptureKernel { kernel, vmlinux, initrd, out, count, seed, layout, cpu, blocked, ready, qemu, el2 } => {
             let layout = match layout.as_str() {
                 "v6.12" => orcwalk::KernelLayout::V6_12,
                 "v6.13" => orcwalk::KernelLayout::V6_13,
@@ -449,6 +453,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     0 => None,
                     n => Some((n, TaskOffsets::read(&vmlinux)?)),
                 },
+                el2,
             };
             let blocked_dir = out.join("blocked");
             if blocked > 0 {
@@ -468,11 +473,12 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 }
             }
             println!(
-                "{}: {} dumps from {} stops ({} not at EL1, {} off the known stacks), truth complete in {}",
+                "{}: {} dumps from {} stops ({} not at EL{}, {} off the known stacks), truth complete in {}",
                 out.display(),
                 stats.samples,
                 stats.stops,
                 stats.not_el1,
+                plan.kernel_el(),
                 stats.off_stack,
                 stats.complete
             );

@@ -3,6 +3,11 @@
 //! dump per stop with the task stack, the IRQ stack and the truth of a DWARF unwind over the
 //! debug vmlinux (with the kernel rules of [`crate::truth::KernelRules`]).
 //!
+//! With [`KernelPlan::el2`] the machine has virtualization on and the kernel runs at EL2 with
+//! VHE (as on every arm64 KVM host): the stops kept are then those at EL2 (pstate M = EL2t/EL2h),
+//! where the stub's sp is SP_EL2 and kernel memory is read through the EL2&0 regime. The per-cpu
+//! base comes from `__per_cpu_offset[0]` (one CPU), not from TPIDR_EL1/TPIDR_EL2.
+//!
 //! qemu runs one instruction per translated block, so an interrupt can stop the kernel at any
 //! instruction, not only at block starts. The truth is computed from the dumped memory only.
 
@@ -36,12 +41,14 @@ pub struct KernelSymbols {
 
 impl KernelSymbols {
     /// The truth's rules for a task whose stack ends at `task_high`.
-    pub fn rules(&self, layout: KernelLayout, task_high: u64) -> KernelRules {
+    /// `el2`: the kernel runs at EL2 (VHE).
+    pub fn rules(&self, layout: KernelLayout, task_high: u64, el2: bool) -> KernelRules {
         KernelRules {
             layout,
             entry: self.entry,
             record_keepers: self.record_keepers.clone(),
             task_regs: task_high - layout.pt_regs_size,
+            el2,
         }
     }
 
@@ -139,13 +146,24 @@ pub struct KernelPlan {
     /// Printed on the console by the initramfs once it is busy: sampling starts then.
     pub ready: String,
     pub table_path: String,
-    /// Blocked tasks sampled per EL1 stop (livepatch's case), with these offsets.
+    /// Blocked tasks sampled per kernel stop (livepatch's case), with these offsets.
     pub blocked: Option<(u32, TaskOffsets)>,
+    /// Boot with virtualization on (`-M virt,virtualization=on`): the kernel runs at EL2 with
+    /// VHE, and the stops kept are those at EL2 instead of EL1.
+    pub el2: bool,
+}
+
+impl KernelPlan {
+    /// The exception level the kernel runs at (pstate M[3:2] of its stops).
+    pub fn kernel_el(&self) -> u64 {
+        if self.el2 { 2 } else { 1 }
+    }
 }
 
 #[derive(Clone, Debug, Default)]
 pub struct KernelStats {
     pub stops: u32,
+    /// Stops not at the kernel's exception level (EL1, or EL2 with [`KernelPlan::el2`]).
     pub not_el1: u32,
     pub off_stack: u32,
     pub samples: u32,
@@ -170,8 +188,9 @@ impl Drop for Guest {
 
 fn boot(plan: &KernelPlan) -> io::Result<Guest> {
     let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port();
+    let machine = if plan.el2 { "virt,virtualization=on" } else { "virt" };
     let mut child = Command::new(&plan.qemu)
-        .args(["-M", "virt", "-cpu", &plan.cpu, "-m", "512", "-nographic", "-nic", "none", "-no-reboot"])
+        .args(["-M", machine, "-cpu", &plan.cpu, "-m", "512", "-nographic", "-nic", "none", "-no-reboot"])
         .args(["-accel", "tcg,one-insn-per-tb=on"])
         .arg("-kernel")
         .arg(&plan.kernel)
@@ -298,7 +317,8 @@ fn blocked_tasks(
         );
         info.task_stack_only = true;
         let mut dump = Dump { regs, info, regions: vec![Region { vaddr: low, data, exec: false }] };
-        let truth = image.unwind_kernel_call(pc, sp, fp, &dump, &syms.rules(plan.layout, stack + STACK_SIZE));
+        let rules = syms.rules(plan.layout, stack + STACK_SIZE, plan.el2);
+        let truth = image.unwind_kernel_call(pc, sp, fp, &dump, &rules);
         dump.info.truth = truth.pcs;
         dump.info.truth_complete = truth.complete;
         stats.blocked += 1;
@@ -308,7 +328,7 @@ fn blocked_tasks(
     Ok(out)
 }
 
-/// Boots the kernel and writes `plan.samples` EL1 stops to `sink`.
+/// Boots the kernel and writes `plan.samples` stops at its exception level (EL1, or EL2) to `sink`.
 pub fn capture_kernel(
     plan: &KernelPlan,
     image: &Image,
@@ -321,14 +341,16 @@ pub fn capture_kernel(
     let mut g = boot(plan)?;
     let c = &mut g.client;
     let _ = c.status()?;
-    // Kernel memory is readable through the stub only while the CPU is at EL1.
-    let mut at_el1 = None;
+    // Kernel memory is readable through the stub only while the CPU is in the kernel (EL1, or
+    // EL2 for a VHE kernel).
+    let el = plan.kernel_el();
+    let mut at_kernel_el = None;
     for _ in 0..200 {
-        if (c.registers()?[33] >> 2) & 3 == 1
+        if (c.registers()?[33] >> 2) & 3 == el
             && let Some(off) = read_u64(c, syms.per_cpu_offset)?
             && let Some(base) = read_u64(c, syms.irq_stack_ptr.wrapping_add(off))?
         {
-            at_el1 = Some(base);
+            at_kernel_el = Some(base);
             break;
         }
         c.resume(0)?;
@@ -336,7 +358,8 @@ pub fn capture_kernel(
         c.interrupt()?;
         c.wait()?;
     }
-    let irq_base = at_el1.ok_or_else(|| io::Error::other("cannot read irq_stack_ptr (never stopped at EL1?)"))?;
+    let irq_base = at_kernel_el
+        .ok_or_else(|| io::Error::other(format!("cannot read irq_stack_ptr (never stopped at EL{el}?)")))?;
     let irq = (irq_base, irq_base + STACK_SIZE);
     while stats.samples < plan.samples {
         c.resume(0)?;
@@ -348,7 +371,7 @@ pub fn capture_kernel(
         }
         stats.stops += 1;
         let regs = c.registers()?;
-        if (regs[33] >> 2) & 3 != 1 {
+        if (regs[33] >> 2) & 3 != el {
             stats.not_el1 += 1;
             continue;
         }
@@ -396,7 +419,7 @@ pub fn capture_kernel(
             Region { vaddr: irq.0, data: irq_data, exec: false },
         ];
         let mut dump = Dump { regs, info, regions };
-        let truth = image.unwind_kernel(&regs, &dump, &syms.rules(plan.layout, task_high));
+        let truth = image.unwind_kernel(&regs, &dump, &syms.rules(plan.layout, task_high, plan.el2));
         dump.info.truth = truth.pcs;
         dump.info.truth_complete = truth.complete;
         stats.samples += 1;

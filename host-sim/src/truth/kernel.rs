@@ -8,10 +8,12 @@
 //!   the task's pt_regs (top of the task stack minus PT_REGS_SIZE) was called by that code: its
 //!   return address is the last frame (those regs hold the user context, or a kernel thread's
 //!   zeroed ones).
-//! - **An exception taken at EL1.** A return address into entry text means the CFA is the
-//!   pt_regs of an exception the kernel took from itself: the next frame is the interrupted pc
-//!   (regs->pc), unwound from regs->sp, x29 and x30 as an exact pc. The regs must say EL1 and
-//!   sit right below the interrupted sp.
+//! - **An exception taken at EL1** (or at EL2, for a kernel that runs at EL2 with VHE, as on
+//!   every arm64 KVM host). A return address into entry text means the CFA is the pt_regs of an
+//!   exception the kernel took from itself: the next frame is the interrupted pc (regs->pc),
+//!   unwound from regs->sp, x29 and x30 as an exact pc. The regs must say the kernel's own
+//!   exception level (EL1t/EL1h, or EL2t/EL2h when it runs at EL2) and sit right below the
+//!   interrupted sp.
 //! - **`call_on_irq_stack`** keeps a frame record at x29 (on the task stack) around its call of
 //!   the handler on the IRQ stack: CFA = x29 + 16, record at x29.
 //!
@@ -29,6 +31,8 @@ pub struct KernelRules {
     pub record_keepers: Vec<(u64, u64)>,
     /// The task's pt_regs: top of its stack minus PT_REGS_SIZE.
     pub task_regs: u64,
+    /// The kernel runs at EL2 (VHE): it takes its own exceptions at EL2, never at EL1.
+    pub el2: bool,
 }
 
 /// What follows a frame whose return address and CFA the CFI gave.
@@ -61,8 +65,10 @@ impl KernelRules {
         }
         let pstate = self.field(mem, cfa, l.pstate)?;
         let sp = self.field(mem, cfa, l.sp)?;
-        if !matches!(pstate & 0xf, 4 | 5) || cfa + l.pt_regs_size != sp {
-            return Err("return into entry text without EL1 pt_regs at the CFA");
+        // M[3:0]: EL1t = 4, EL1h = 5; EL2t = 8, EL2h = 9.
+        let own = if self.el2 { matches!(pstate & 0xf, 8 | 9) } else { matches!(pstate & 0xf, 4 | 5) };
+        if !own || cfa + l.pt_regs_size != sp {
+            return Err("return into entry text without pt_regs of the kernel's own EL at the CFA");
         }
         Ok(Boundary::Exception {
             pc: self.field(mem, cfa, l.pc)?,
@@ -92,7 +98,13 @@ mod tests {
 
     fn rules() -> KernelRules {
         let layout = KernelLayout::V6_12;
-        KernelRules { layout, entry: ENTRY, record_keepers: vec![(0x100, 0x140)], task_regs: TOP - layout.pt_regs_size }
+        KernelRules {
+            layout,
+            entry: ENTRY,
+            record_keepers: vec![(0x100, 0x140)],
+            task_regs: TOP - layout.pt_regs_size,
+            el2: false,
+        }
     }
 
     /// pt_regs at `regs` of an exception taken at EL1h from `pc` with sp right above them.
@@ -137,6 +149,22 @@ mod tests {
         mem.0.insert(regs + KernelLayout::V6_12.sp, regs + 0x200); // not right below the sp
         assert!(r.boundary(regs, ENTRY.0, &mem).is_err());
         assert!(r.boundary(regs, ENTRY.0, &Words(BTreeMap::new())).is_err(), "unreadable regs");
+    }
+
+    #[test]
+    fn a_kernel_at_el2_crosses_el2h_exceptions_only() {
+        let el1 = rules();
+        let el2 = KernelRules { el2: true, ..rules() };
+        let regs = TOP - 0x1000;
+        let pc = 0xffff_8000_8050_0000;
+        let mut mem = el1_regs(regs, pc);
+        assert!(el2.boundary(regs, ENTRY.0, &mem).is_err(), "EL1h regs from a kernel at EL2");
+        mem.0.insert(regs + KernelLayout::V6_12.pstate, 0x3c9); // EL2h
+        assert_eq!(
+            el2.boundary(regs, ENTRY.0, &mem),
+            Ok(Boundary::Exception { pc, sp: regs + 336, fp: 0x1111, lr: 0x2222 })
+        );
+        assert!(el1.boundary(regs, ENTRY.0, &mem).is_err(), "EL2h regs from a kernel at EL1");
     }
 
     #[test]

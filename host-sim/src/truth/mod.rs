@@ -33,6 +33,15 @@ struct Caller {
     fp: Option<u64>,
 }
 
+/// A return address without its pointer authentication code, for a row whose RA_SIGN_STATE
+/// (DW_CFA_AARCH64_negate_ra_state) says it is signed: bits 63..48 take the value of bit 55.
+/// Kernel text lies in the top 48-bit half even with 52-bit VAs (KIMAGE_VADDR is above
+/// `_PAGE_END(VA_BITS_MIN)`), and user text below 2^48, so no text address loses a bit.
+fn strip_pac(ra: u64) -> u64 {
+    const HIGH: u64 = !((1 << 48) - 1);
+    if ra & (1 << 55) != 0 { ra | HIGH } else { ra & !HIGH }
+}
+
 /// The doubt of a row that no longer describes the pc.
 pub const STALE: &str = "CFI row is stale at the pc (an instruction since its start changed sp, x29 or x30)";
 
@@ -290,6 +299,8 @@ impl<'a> Image<'a> {
             return Err("return address in x30 at a call site");
         }
         let ra = value(AArch64::X30, lr)?.ok_or("return address unknown")?;
+        // Signed between paciasp and autiasp (kernels built with pointer authentication).
+        let ra = if rule(AArch64::RA_SIGN_STATE) == RegisterRule::Constant(1) { strip_pac(ra) } else { ra };
         Ok(Some(Caller { cfa, ra, fp: value(AArch64::X29, fp)? }))
     }
 
@@ -350,5 +361,18 @@ impl<'a> Image<'a> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_pac;
+
+    #[test]
+    fn pac_stripped_from_kernel_and_user_return_addresses() {
+        assert_eq!(strip_pac(0x3a8c_8000_8012_3458), 0xffff_8000_8012_3458);
+        assert_eq!(strip_pac(0x00b5_8000_8012_3458), 0xffff_8000_8012_3458);
+        assert_eq!(strip_pac(0x004d_aaaa_0040_1234), 0x0000_aaaa_0040_1234);
+        assert_eq!(strip_pac(0xffff_8000_8012_3458), 0xffff_8000_8012_3458, "unsigned stays as it is");
     }
 }
