@@ -231,6 +231,9 @@ fn shipped_tables_are_what_the_generator_makes() {
         let image = orc_format::generate::ElfImage::parse(bytes.as_slice()).unwrap();
         let made = orc_format::generate::generate(&image).unwrap().to_file_bytes().unwrap();
         let shipped = std::fs::read(root().join("tests/corpus/user").join(build).join("program.orc")).unwrap();
-        assert!(made == shipped, "{build}: tests/corpus/user/{build}/program.orc is stale: rebuild it with orc-format build");
+        assert!(
+            made == shipped,
+            "{build}: tests/corpus/user/{build}/program.orc is stale: rebuild it with orc-format build"
+        );
     }
 }

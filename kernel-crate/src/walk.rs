@@ -171,6 +171,12 @@ enum Step {
     End,
 }
 
+/// What [`Walker::meta`] found at fp: the final record, or an exception boundary to cross.
+enum MetaRecord {
+    Final,
+    Exception,
+}
+
 struct Walker<'a, M, S: Stacks, C, R> {
     mem: &'a M,
     code: &'a C,
@@ -214,8 +220,10 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
 
     /// Reads the 16-byte record at `fp`. A {0, 0} record is a meta record (or the final record
     /// before v6.13) and is resolved here, as is the synthetic {x29, ELR} record that entry code
-    /// writes before v6.13; `None` means an ordinary record follows.
-    fn meta(&mut self, cur: &Cursor) -> Result<Option<Step>, Reason> {
+    /// writes before v6.13; `None` means an ordinary record follows. An exception boundary is
+    /// only recognised here: the caller crosses it with [`Walker::exception`], so that the two
+    /// frames are never on the stack together (the walk's stack budget).
+    fn meta(&mut self, cur: &Cursor) -> Result<Option<MetaRecord>, Reason> {
         // Only a record some function's x29 points at can be a meta record: after an exception
         // the interrupted function's own record may not exist yet, and ORC decides instead.
         if self.cfg.end != EndRule::FinalRecord || cur.exact {
@@ -239,7 +247,7 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
             return Err(Reason::BadMetaRecord);
         }
         if synthetic {
-            return self.exception(cur).map(Some);
+            return Ok(Some(MetaRecord::Exception));
         }
         let kind = if layout.meta_records {
             self.bounds.admit(cur.fp, 24, true)?;
@@ -251,8 +259,8 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
         };
         let final_at = self.bounds.stacks.task_stack().and_then(|t| layout.final_record(t.high));
         match kind {
-            META_FINAL if final_at == Some(cur.fp) => Ok(Some(Step::End)),
-            META_PT_REGS if layout.meta_records => self.exception(cur).map(Some),
+            META_FINAL if final_at == Some(cur.fp) => Ok(Some(MetaRecord::Final)),
+            META_PT_REGS if layout.meta_records => Ok(Some(MetaRecord::Exception)),
             _ => Err(Reason::BadMetaRecord),
         }
     }
@@ -323,7 +331,8 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
             Ok(e) => e,
             Err(why @ (Reason::MissingOrc | Reason::OrcUndefined)) => {
                 return match self.meta(cur)? {
-                    Some(step) => Ok(step),
+                    Some(MetaRecord::Final) => Ok(Step::End),
+                    Some(MetaRecord::Exception) => self.exception(cur),
                     None => Err(why),
                 };
             }
@@ -419,8 +428,10 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
 
     /// One step under the mainline policy: the frame record at fp, no ORC.
     fn step_mainline(&mut self, cur: &Cursor) -> Result<Step, Reason> {
-        if let Some(step) = self.meta(cur)? {
-            return Ok(step);
+        match self.meta(cur)? {
+            Some(MetaRecord::Final) => return Ok(Step::End),
+            Some(MetaRecord::Exception) => return self.exception(cur),
+            None => {}
         }
         if cur.exact {
             // Mainline cannot say whether an interrupted function's record exists yet.

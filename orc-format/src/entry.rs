@@ -11,6 +11,9 @@
 //! The entry keeps the raw bits so that decoding never fails and re-encoding is exact; the typed
 //! accessors report reserved values as `None` and the unwinder treats those as unusable.
 
+// Linked into kernels built with overflow checks on (see table.rs).
+#![cfg_attr(not(test), deny(clippy::arithmetic_side_effects, clippy::indexing_slicing))]
+
 use crate::{Kind, Reg};
 
 /// Size of one encoded entry in bytes.

@@ -3,6 +3,9 @@
 //! Numbering follows mainline x86/LoongArch since v6.4, where UNDEFINED is 0 so that a zeroed
 //! entry can never be mistaken for a usable one.
 
+// Linked into kernels built with overflow checks on (see table.rs).
+#![cfg_attr(not(test), deny(clippy::arithmetic_side_effects, clippy::indexing_slicing))]
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kind {
     /// No valid rule here (gap, unsupported CFI, terminator): the unwinder must give up.

@@ -2,6 +2,9 @@
 //!
 //! The numbering is the arm64 ORC RFC's and mainline LoongArch's, so tables and tools can be compared.
 
+// Linked into kernels built with overflow checks on (see table.rs).
+#![cfg_attr(not(test), deny(clippy::arithmetic_side_effects, clippy::indexing_slicing))]
+
 /// A register column of an ORC entry. Stored as 4 bits; values 4..=15 are reserved and make the
 /// entry invalid rather than being reinterpreted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

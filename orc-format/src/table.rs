@@ -10,6 +10,9 @@
 //! being sorted and the index being consistent. Every access is still a checked `get`, so even a
 //! table that changed under us could only give a wrong entry, never a panic or an unbounded loop.
 
+// Linked into kernels built with overflow checks on: an unchecked `+` here would link a panic.
+#![cfg_attr(not(test), deny(clippy::arithmetic_side_effects, clippy::indexing_slicing))]
+
 use crate::TableError;
 use crate::entry::{ENTRY_SIZE, OrcEntry};
 use crate::index::{BLOCK_SHIFT, BLOCK_SIZE};
@@ -112,14 +115,19 @@ impl<'a> OrcTable<'a> {
         let words =
             u32::try_from(ix.words.len() / 4).map_err(|_| TableError::LengthMismatch { part: "lookup index" })?;
         // The whole indexed range must be addressable.
-        let span = u64::from(words - 1) << BLOCK_SHIFT;
+        let span = u64::from(words.saturating_sub(1)) << BLOCK_SHIFT;
         ix.base.checked_add(span).ok_or(TableError::BadHeader { field: "index base" })?;
         // Walk blocks and entries together: count(ip <= block start) for every block start.
         let mut count: u32 = 0;
         for b in 0..words {
-            let start = ix.base + (u64::from(b) << BLOCK_SHIFT);
+            // In range (checked above for the last block); checked again so that no overflow panic
+            // is linked in when the kernel builds with overflow checks.
+            let start = ix
+                .base
+                .checked_add(u64::from(b) << BLOCK_SHIFT)
+                .ok_or(TableError::BadHeader { field: "index base" })?;
             while count < self.len && self.ip(count) <= start {
-                count += 1;
+                count = count.saturating_add(1); // < self.len
             }
             if read_u32(ix.words, b) != Some(count) {
                 return Err(TableError::BadIndex { block: b });
@@ -147,7 +155,7 @@ impl<'a> OrcTable<'a> {
 
     fn checked_ip(&self, i: u32) -> Option<u64> {
         let off = read_u32(self.ips, i)? as i32;
-        let slot = self.ip_table_addr.checked_add(u64::from(i) * IP_SIZE as u64)?;
+        let slot = self.ip_table_addr.checked_add(u64::from(i).checked_mul(IP_SIZE as u64)?)?;
         slot.checked_add_signed(i64::from(off))
     }
 
@@ -168,9 +176,9 @@ impl<'a> OrcTable<'a> {
     /// Number of entries in `[lo, hi)` whose ip <= `pc`, plus `lo`: the partition point.
     fn partition(&self, mut lo: u32, mut hi: u32, pc: u64) -> u32 {
         while lo < hi {
-            let mid = lo + (hi - lo) / 2;
+            let mid = lo.midpoint(hi);
             if self.ip(mid) <= pc {
-                lo = mid + 1;
+                lo = mid.saturating_add(1); // mid < hi
             } else {
                 hi = mid;
             }
