@@ -177,7 +177,13 @@ fn truth_agrees_with_gdb() {
         let dumps = load(build);
         let chosen: Vec<&(PathBuf, Dump)> = dumps
             .iter()
-            .filter(|(_, d)| d.info.truth_complete && image.stale_at(d.regs[32]) != Some(true))
+            // Truths through a signal frame are left out too: the dumps hold no vDSO, so gdb
+            // cannot see the trampoline in the core (and with its bytes added as a region,
+            // gdb 13 loops on qemu's SVE signal frame); see the README.
+            .filter(|(_, d)| {
+                let through_signal = d.info.sigreturn.is_some_and(|s| d.info.truth.contains(&s.0));
+                d.info.truth_complete && image.stale_at(d.regs[32]) != Some(true) && !through_signal
+            })
             .step_by(15)
             .collect();
         assert!(chosen.len() >= 30, "{build}: only {} dumps to check", chosen.len());

@@ -86,6 +86,7 @@ pub fn code<'a>(i: &SampleInfo, table: TableFile<'a>) -> TableCode<'a> {
         entry_end: i.entry.1,
         text: None,
         proven: table.proven(),
+        sigreturn: i.sigreturn,
     }
 }
 

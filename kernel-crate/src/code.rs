@@ -37,6 +37,13 @@ pub trait CodeInfo {
     fn function(&self, _pc: u64) -> Option<(u64, u64)> {
         None
     }
+    /// When `pc` is the signal-return trampoline a user program's signal handlers return to
+    /// (the vDSO's `__kernel_rt_sigreturn`), its first two instruction words, which the walk
+    /// checks are `mov x8, #139; svc #0` before it crosses the signal frame. `None` (the
+    /// default) everywhere else: no address is then a trampoline.
+    fn sigreturn(&self, _pc: u64) -> Option<[u32; 2]> {
+        None
+    }
 }
 
 /// An image's text and function bounds, for [`CodeInfo::insn`] and [`CodeInfo::function`].
@@ -78,6 +85,8 @@ pub struct TableCode<'a> {
     pub text: Option<Text<'a>>,
     /// The table's rows were proven along control flow (`TableFile::proven`).
     pub proven: bool,
+    /// The signal-return trampoline's address and first two instruction words (user programs).
+    pub sigreturn: Option<(u64, [u32; 2])>,
 }
 
 impl CodeInfo for TableCode<'_> {
@@ -110,6 +119,10 @@ impl CodeInfo for TableCode<'_> {
 
     fn function(&self, pc: u64) -> Option<(u64, u64)> {
         self.text?.function(pc)
+    }
+
+    fn sigreturn(&self, pc: u64) -> Option<[u32; 2]> {
+        self.sigreturn.filter(|s| s.0 == pc).map(|s| s.1)
     }
 }
 
@@ -147,5 +160,8 @@ impl<C: CodeInfo, M: crate::memory::Memory> CodeInfo for TextInMemory<'_, C, M> 
     }
     fn function(&self, pc: u64) -> Option<(u64, u64)> {
         self.code.function(pc)
+    }
+    fn sigreturn(&self, pc: u64) -> Option<[u32; 2]> {
+        self.code.sigreturn(pc)
     }
 }

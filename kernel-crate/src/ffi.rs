@@ -298,6 +298,7 @@ pub unsafe extern "C" fn orcwalk_stack_walk_reliable(
             entry_end: c.entry_end,
             text: None,
             proven: c.flags & FLAG_ROWS_PROVEN != 0,
+            sigreturn: None,
         };
         let mem = CMemory { read: c.read, ctx: c.ctx };
         // Instructions are read like any other kernel memory, through the caller's reader.

@@ -48,3 +48,30 @@ impl KernelLayout {
         task_stack_high.checked_sub(self.pt_regs_size)?.checked_add(self.stackframe)
     }
 }
+
+/// A user program's signal frame, as Linux (arch/arm64/kernel/signal.c) and qemu-user
+/// (linux-user/aarch64/signal.c) lay it out: this is the user ABI (uapi `struct rt_sigframe`,
+/// `struct ucontext`, `struct sigcontext`), the same for every kernel. The handler is entered
+/// with sp at the `rt_sigframe` {siginfo (128), ucontext}, x29 at a frame record {x29, x30 of
+/// the interrupted context} that follows the sigframe (and its variable-size extension records:
+/// FPSIMD, SVE, ZA, extra), and x30 at the vDSO's `__kernel_rt_sigreturn`.
+pub mod sigframe {
+    /// `uc.uc_mcontext` in `rt_sigframe`: siginfo 128 + ucontext's flags 8, link 8, stack 24,
+    /// sigmask 8 and its 1024-bit padding 120 = 168, rounded up to the 16-byte alignment of
+    /// `sigcontext`: 128 + 176.
+    pub const MCONTEXT: u64 = 304;
+    /// `sigcontext`: u64 fault_address, u64 regs[31], sp, pc, pstate.
+    pub const X29: u64 = MCONTEXT + 8 + 29 * 8;
+    pub const X30: u64 = MCONTEXT + 8 + 30 * 8;
+    pub const SP: u64 = MCONTEXT + 8 + 31 * 8;
+    pub const PC: u64 = MCONTEXT + 8 + 32 * 8;
+    pub const PSTATE: u64 = MCONTEXT + 8 + 33 * 8;
+    /// `sizeof(struct rt_sigframe)`: the sigcontext's 4096-byte `__reserved` area starts 16-byte
+    /// aligned after pstate (MCONTEXT + 288). Both the kernel and qemu always reserve at least
+    /// this much before the frame record.
+    pub const MIN_SIZE: u64 = MCONTEXT + 288 + 4096;
+    /// `mov x8, #139` (`__NR_rt_sigreturn`), `svc #0`: the trampoline's instructions.
+    pub const TRAMPOLINE: [u32; 2] = [0xd280_1168, 0xd400_0001];
+    /// pstate.M[4:0] of an interrupted user context: EL0t, AArch64.
+    pub const MODE_MASK: u64 = 0x1f;
+}

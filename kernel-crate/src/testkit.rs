@@ -27,6 +27,8 @@ pub const ENTRY_RET: u64 = ENTRY + 0x10;
 /// Text with no ORC at all (like assembly without CFI).
 pub const NO_ORC: u64 = TEXT + 0x9000;
 pub const TRAMPOLINE: u64 = TEXT + 0xa000;
+/// A user program's signal-return trampoline (not text: the vDSO's `__kernel_rt_sigreturn`).
+pub const SIGRETURN: u64 = TEXT_END + 0x4ec;
 /// A call_on_irq_stack-like function for `switch_to_irq`: CFA = x29 + 16, record at CFA - 16.
 pub const VIA: u64 = TEXT + 0x7000;
 
@@ -199,6 +201,9 @@ impl CodeInfo for Code {
     }
     fn rows_proven(&self) -> bool {
         self.proven
+    }
+    fn sigreturn(&self, pc: u64) -> Option<[u32; 2]> {
+        (pc == SIGRETURN).then_some(crate::layout::sigframe::TRAMPOLINE)
     }
 }
 
@@ -445,6 +450,33 @@ impl Builder {
         self.fp = rec;
         self.pc = ENTRY_RET;
         self.truth.push(ENTRY_RET);
+        self
+    }
+
+    /// A signal delivered to a user program at `regs`, as Linux and qemu-user do it: the frame
+    /// record {x29, x30} at round_down(sp - 16, 16), the `rt_sigframe` (with `extra` bytes of
+    /// extension records, a multiple of 16) right below it, then the handler is entered with sp
+    /// at the sigframe, x29 at the record and x30 at [`SIGRETURN`] (the next `call`).
+    pub fn signal(&mut self, regs: crate::walk::Start, extra: u64) -> &mut Builder {
+        use crate::layout::sigframe as sf;
+        let crate::walk::Start::Regs { pc, sp, fp, lr } = regs else { panic!("a signal needs registers") };
+        let record = (sp - 16) & !15;
+        let frame = record - sf::MIN_SIZE - extra;
+        self.w(frame + sf::X29, fp);
+        self.w(frame + sf::X30, lr);
+        self.w(frame + sf::SP, sp);
+        self.w(frame + sf::PC, pc);
+        self.w(frame + sf::PSTATE, 0x6000_0000); // EL0t, flags Z and C
+        self.ra_slots.insert(frame + sf::PC, self.truth.len() - 1);
+        if self.lr_live {
+            self.ra_slots.insert(frame + sf::X30, self.truth.len() - 2);
+        }
+        self.w(record, fp);
+        self.w(record + 8, lr);
+        self.sp = frame;
+        self.fp = record;
+        self.pc = SIGRETURN;
+        self.truth.push(SIGRETURN);
         self
     }
 

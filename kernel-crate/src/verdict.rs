@@ -54,6 +54,11 @@ pub enum Reason {
     /// After an exception x30 still holds the interrupted function's own return address, but
     /// the slot its ORC row names holds another: the row does not describe this moment.
     LrContradictsRow,
+    /// A return address into the signal-return trampoline, but the trampoline is not
+    /// `mov x8, #139; svc #0`, or the signal frame is not exactly where the handler's CFA and
+    /// x29 say (frame record not the sigframe's, its {fp, lr} not the saved x29/x30, the saved
+    /// sp not right above it, the saved pstate not EL0 AArch64).
+    BadSigframe,
 }
 
 impl Reason {
@@ -82,6 +87,7 @@ impl Reason {
             Reason::NotACallSite => "return address does not follow a call",
             Reason::WrongCallee => "return address's call leads elsewhere",
             Reason::LrContradictsRow => "x30 contradicts the row's return-address slot",
+            Reason::BadSigframe => "bad signal frame",
         }
     }
 }

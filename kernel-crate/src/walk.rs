@@ -14,7 +14,7 @@ use orc_format::{Kind, OrcEntry, Reg};
 use crate::call::{self, CallSite};
 use crate::code::CodeInfo;
 use crate::frame::{Frame, FrameKind, Witness};
-use crate::layout::{KernelLayout, META_FINAL, META_PT_REGS};
+use crate::layout::{KernelLayout, META_FINAL, META_PT_REGS, sigframe};
 use crate::memory::Memory;
 use crate::pac::strip_pac;
 use crate::recovery::ReturnRecovery;
@@ -203,6 +203,11 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
             pc = strip_pac(orig, self.cfg.layout.va_bits);
             kind = FrameKind::Recovered;
         }
+        // The signal-return trampoline is no function of the program: the next step crosses
+        // the signal frame under it (`sigframe`), which proves or refuses it.
+        if self.code.sigreturn(pc).is_some() {
+            return Ok((pc, kind));
+        }
         if !self.code.is_text(pc) {
             return Err(Reason::UnknownText);
         }
@@ -301,6 +306,50 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
         Ok(Step::Next(Cursor { pc, sp, fp, lr: Some(lr), exact: true }, FrameKind::Exception, Witness::Two))
     }
 
+    /// Crosses a user signal frame: `cur` is a return address into the signal-return trampoline,
+    /// with sp the CFA of the handler that returns there (the kernel entered it with sp at the
+    /// `rt_sigframe`) and x29 the value the handler found in x29 (the frame record the kernel
+    /// pushed right above the sigframe). Two witnesses must agree: the saved context at a fixed
+    /// offset from the sp chain, and the record from the x29 chain, which must be exactly the
+    /// sigframe's: {x29, x30} of that context, with the interrupted sp right above it.
+    fn sigframe(&mut self, cur: &Cursor, insns: [u32; 2]) -> Result<Step, Reason> {
+        let (frame, record) = (cur.sp, cur.fp);
+        let size = record.checked_sub(frame).ok_or(Reason::BadSigframe)?;
+        if insns != sigframe::TRAMPOLINE
+            || !frame.is_multiple_of(16)
+            || !record.is_multiple_of(16)
+            || size < sigframe::MIN_SIZE
+        {
+            return Err(Reason::BadSigframe);
+        }
+        let end = record.checked_add(16).ok_or(Reason::OffStack)?;
+        // The whole sigframe and its record lie on one allowed stack; the record moves the floor.
+        self.bounds.admit(frame, size.saturating_add(16), false)?;
+        self.bounds.admit(record, 16, true)?;
+        let field = |off: u64| frame.checked_add(off).ok_or(Reason::OffStack);
+        let pc = self.bounds.read(self.mem, field(sigframe::PC)?)?;
+        let sp = self.bounds.read(self.mem, field(sigframe::SP)?)?;
+        let fp = self.bounds.read(self.mem, field(sigframe::X29)?)?;
+        let lr = self.bounds.read(self.mem, field(sigframe::X30)?)?;
+        let pstate = self.bounds.read(self.mem, field(sigframe::PSTATE)?)?;
+        let rec_fp = self.bounds.read(self.mem, record)?;
+        let rec_lr = self.bounds.read(self.mem, record.checked_add(8).ok_or(Reason::OffStack)?)?;
+        // The kernel (and qemu) put the record at round_down(sp - 16, 16) of the interrupted sp
+        // and the sigframe right below: sp is in [record + 16, record + 32). A handler on an
+        // alternate signal stack fails here (its interrupted sp is elsewhere): unreliable.
+        let sp_above = sp.checked_sub(end).is_some_and(|d| d < 16);
+        if rec_fp != fp || rec_lr != lr || pstate & sigframe::MODE_MASK != 0 || !sp_above {
+            return Err(Reason::BadSigframe);
+        }
+        if self.cfg.policy == Policy::Mainline {
+            return Err(Reason::ExceptionBoundary);
+        }
+        if !self.code.is_text(pc) {
+            return Err(Reason::UnknownText);
+        }
+        Ok(Step::Next(Cursor { pc, sp, fp, lr: Some(lr), exact: true }, FrameKind::Exception, Witness::Two))
+    }
+
     /// The ORC entry for the current frame, or why it cannot be used.
     fn entry(&self, cur: &Cursor) -> Result<Option<OrcEntry>, Reason> {
         if cur.exact && !self.code.exact_pc_proven(cur.pc) {
@@ -318,6 +367,9 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
 
     /// One step under the orcwalk policy.
     fn step_orc(&mut self, cur: &Cursor) -> Result<Step, Reason> {
+        if let Some(insns) = self.code.sigreturn(cur.pc).filter(|_| !cur.exact) {
+            return self.sigframe(cur, insns);
+        }
         // Meta records (and the synthetic records of kernels <= 6.12) belong to entry assembly,
         // which has no CFI. A pc with a usable ORC entry is proven by ORC: were the meta check
         // first, a corrupted saved fp aimed at the final record would end the walk "cleanly"
@@ -428,6 +480,10 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
 
     /// One step under the mainline policy: the frame record at fp, no ORC.
     fn step_mainline(&mut self, cur: &Cursor) -> Result<Step, Reason> {
+        if self.code.sigreturn(cur.pc).is_some() {
+            // A signal frame is an exception boundary: mainline does not cross it.
+            return Err(Reason::ExceptionBoundary);
+        }
         match self.meta(cur)? {
             Some(MetaRecord::Final) => return Ok(Step::End),
             Some(MetaRecord::Exception) => return self.exception(cur),

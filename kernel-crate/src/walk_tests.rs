@@ -927,3 +927,111 @@ fn exceptions_taken_at_el2_are_crossed() {
         assert_eq!(r.verdict.is_reliable(), reliable, "pstate mode {mode}: {:?}", r.verdict);
     }
 }
+
+/// A user program's stack: _start → A → B.
+fn user_program() -> (Builder, Config) {
+    let mut b = Builder::new(KernelLayout::V6_13);
+    b.mem.0.clear();
+    b.sp = TASK_HIGH;
+    b.fp = 0;
+    b.pc = USTART + 8;
+    b.truth = std::vec![USTART + 8];
+    b.call(A).call(B);
+    (b, Config { end: EndRule::OrcEndOfStack, ..Config::kernel(KernelLayout::V6_13) })
+}
+
+/// A user program interrupted in `f` at `off`, a signal delivered there with `extra` bytes of
+/// extension records, and the handler H calling B.
+fn signalled(f: Func, off: u64, extra: u64) -> (Builder, Config) {
+    let (mut b, cfg) = user_program();
+    let regs = b.interrupted(f, off);
+    b.signal(regs, extra).call(H).call(B);
+    (b, cfg)
+}
+
+/// The signal frame, found after a signal handler returns to the trampoline: crossed like an
+/// exception (exact pc, x30 known), at every instruction of the interrupted function, whatever
+/// the size of the extension records.
+#[test]
+fn signal_frames_are_crossed() {
+    for f in [A, B, LEAF, NOREC, BIG] {
+        for off in (0..FUNC_LEN).step_by(4) {
+            for extra in [0, 0x8b0] {
+                let (b, cfg) = signalled(f, off, extra);
+                let r = run(&b, b.start_call(), cfg);
+                assert_eq!(r.verdict, Verdict::Reliable, "{f:?} +{off:#x} extra {extra}");
+                assert_eq!(r.pcs, b.expected(), "{f:?} +{off:#x}");
+                let tramp = r.pcs.iter().position(|&p| p == SIGRETURN).unwrap();
+                assert_eq!(r.kinds[tramp + 1], FrameKind::Exception);
+                assert_eq!(r.witnesses[tramp + 1], Witness::Two);
+                // Mainline stops at the signal frame as at any exception boundary.
+                let m = run(&b, b.start_call(), Config { policy: Policy::Mainline, ..cfg });
+                assert_eq!(reason(&m), Some(Reason::ExceptionBoundary));
+            }
+        }
+    }
+    // The handler interrupted at its first instruction: x30 is the trampoline, x29 the record.
+    let (mut b, cfg) = user_program();
+    let regs = b.interrupted(A, 0x20);
+    let regs = b.signal(regs, 0).interrupted(H, 0);
+    let r = run(&b, regs, cfg);
+    assert_eq!((r.verdict, r.pcs.clone()), (Verdict::Reliable, b.expected()));
+    assert_eq!(r.kinds[1], FrameKind::LinkRegister);
+}
+
+/// Everything that makes a signal frame doubtful is refused: a trampoline of other
+/// instructions, a record that is not the sigframe's, saved registers that disagree with it,
+/// a context not from EL0, an interrupted sp not right above the record (alternate stack).
+#[test]
+fn reason_bad_sigframe() {
+    use crate::code::CodeInfo;
+    use crate::layout::sigframe as sf;
+    let (b, cfg) = signalled(B, 0x20, 0);
+    let frame = *b.mem.0.iter().find(|(_, v)| **v == 0x6000_0000).unwrap().0 - sf::PSTATE;
+    let record = frame + sf::MIN_SIZE;
+    let h_record = frame - 16;
+    assert_eq!(b.mem.0[&h_record], record);
+    let with = |code: &dyn Fn(u64) -> Option<[u32; 2]>, f: &dyn Fn(&mut Mem)| {
+        struct Tramp<'a>(Code, &'a dyn Fn(u64) -> Option<[u32; 2]>);
+        impl CodeInfo for Tramp<'_> {
+            fn is_text(&self, pc: u64) -> bool {
+                self.0.is_text(pc)
+            }
+            fn orc(&self, pc: u64) -> Option<OrcEntry> {
+                self.0.orc(pc)
+            }
+            fn rows_proven(&self) -> bool {
+                true
+            }
+            fn sigreturn(&self, pc: u64) -> Option<[u32; 2]> {
+                (self.1)(pc)
+            }
+        }
+        let mut mem = b.mem.clone();
+        f(&mut mem);
+        let code = Tramp(Code { table: table_from_rows(rows(&[])), sync_only: None, proven: true }, code);
+        let stacks = stacks();
+        match walk(b.start_call(), &cfg, &mem, &StackList { stacks: &stacks }, &code, &Graph::default(), |_| true) {
+            Verdict::Unreliable { reason, .. } => Some(reason),
+            Verdict::Reliable => None,
+        }
+    };
+    let right = |pc| (pc == SIGRETURN).then_some(sf::TRAMPOLINE);
+    let bad = |f: &dyn Fn(&mut Mem)| with(&right, f);
+    assert_eq!(bad(&|_| {}), None);
+    assert_eq!(bad(&|m| _ = m.0.insert(record, 0x1234_5670)), Some(Reason::BadSigframe));
+    assert_eq!(bad(&|m| _ = m.0.insert(record + 8, A.base + CALL_RET)), Some(Reason::BadSigframe));
+    assert_eq!(bad(&|m| _ = m.0.insert(frame + sf::X29, 0x1234_5670)), Some(Reason::BadSigframe));
+    assert_eq!(bad(&|m| _ = m.0.insert(frame + sf::PSTATE, 0x3c5)), Some(Reason::BadSigframe));
+    assert_eq!(bad(&|m| _ = m.0.insert(frame + sf::SP, record + 0x100)), Some(Reason::BadSigframe));
+    assert_eq!(bad(&|m| _ = m.0.insert(frame + sf::PC, TEXT_END + 0x8000)), Some(Reason::UnknownText));
+    // H's saved x29 aimed elsewhere: the record is then not the sigframe's (too close to the
+    // sigframe, or not right below the interrupted sp).
+    assert_eq!(bad(&|m| _ = m.0.insert(h_record, record - 16)), Some(Reason::BadSigframe));
+    assert_eq!(bad(&|m| _ = m.0.insert(h_record, record + 16)), Some(Reason::BadSigframe));
+    // A trampoline of other instructions.
+    let other = |pc| (pc == SIGRETURN).then_some([0xd280_1168, 0xd503_201f]);
+    assert_eq!(with(&other, &|_| {}), Some(Reason::BadSigframe));
+    // Without the trampoline known, the walk stops where it always did.
+    assert_eq!(with(&|_| None, &|_| {}), Some(Reason::UnknownText));
+}

@@ -395,6 +395,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             }
             println!("text {:#x}..{:#x}, entry text {:#x}..{:#x}", i.text.0, i.text.1, i.entry.0, i.entry.1);
             println!("image {} ({})", i.image_path, i.image_id);
+            if let Some((at, [a, b])) = i.sigreturn {
+                println!("signal-return trampoline {at:#x}: {a:08x} {b:08x}");
+            }
             println!("truth ({}):", if i.truth_complete { "complete" } else { "incomplete" });
             for (n, pc) in i.truth.iter().enumerate() {
                 println!("    #{n:<2} {pc:#018x}");

@@ -79,17 +79,72 @@ fn steps(t: &mut Target, mut signal: u8, n: u64) -> io::Result<Option<u8>> {
     Ok(Some(signal))
 }
 
+/// The signal-return trampoline the target's handlers return to, and its first two
+/// instructions: the vDSO's `__kernel_rt_sigreturn` (qemu-user maps its own vDSO, as Linux
+/// does). Found from the auxiliary vector on the initial stack (`top` = sp at the first
+/// instruction: argc, argv[], NULL, envp[], NULL, auxv) and the vDSO's dynamic symbols.
+pub fn find_sigreturn(t: &mut Target, top: u64) -> io::Result<Option<(u64, [u32; 2])>> {
+    const AT_SYSINFO_EHDR: u64 = 33;
+    let word = |t: &mut Target, at: u64| -> io::Result<Option<u64>> {
+        Ok(t.client.memory(at, 8)?.and_then(|b| b.try_into().ok()).map(u64::from_le_bytes))
+    };
+    let Some(argc) = word(t, top)? else { return Ok(None) };
+    let mut at = top + 8 * (argc + 2); // argv[] and its NULL
+    while let Some(w) = word(t, at)? {
+        at += 8;
+        if w == 0 {
+            break; // the end of envp[]
+        }
+    }
+    let mut vdso = None;
+    for _ in 0..64 {
+        let (Some(k), Some(v)) = (word(t, at)?, word(t, at + 8)?) else { break };
+        at += 16;
+        match k {
+            0 => break,
+            AT_SYSINFO_EHDR => vdso = Some(v),
+            _ => {}
+        }
+    }
+    let Some(base) = vdso else { return Ok(None) };
+    let mut bytes = Vec::new();
+    for page in 0..16u64 {
+        match t.client.memory(base + page * 4096, 4096)? {
+            Some(p) => bytes.extend(p),
+            None => break,
+        }
+    }
+    use object::{Object, ObjectSymbol};
+    let Ok(elf) = object::File::parse(bytes.as_slice()) else { return Ok(None) };
+    let Some(sym) = elf.dynamic_symbols().chain(elf.symbols()).find(|s| s.name() == Ok("__kernel_rt_sigreturn")) else {
+        return Ok(None);
+    };
+    // The vDSO is linked at 0 (or its own base): the symbol's offset into the image.
+    let first = elf.segments().map(|s| object::ObjectSegment::address(&s)).min().unwrap_or(0);
+    let off = sym.address() - first;
+    let insn =
+        |o: u64| -> Option<u32> { Some(u32::from_le_bytes(bytes.get(o as usize..o as usize + 4)?.try_into().ok()?)) };
+    Ok(insn(off).zip(insn(off + 4)).map(|(a, b)| (base + off, [a, b])))
+}
+
 /// Reads the registers and the stack `[sp, top)` and builds the dump with its truth.
-fn sample(t: &mut Target, image: &Image, plan: &Plan, top: u64) -> io::Result<Option<(Dump, Option<&'static str>)>> {
+fn sample(
+    t: &mut Target,
+    image: &Image,
+    plan: &Plan,
+    top: u64,
+    sigreturn: Option<(u64, [u32; 2])>,
+) -> io::Result<Option<(Dump, Option<&'static str>)>> {
     let regs = t.client.registers()?;
     let low = regs[31] & !15;
     if low >= top || top - low > MAX_STACK {
         return Ok(None);
     }
     let Some(data) = t.client.memory(low, (top - low) as usize)? else { return Ok(None) };
-    let info = SampleInfo::user(&regs, image.text, (low, top), image.image_id, plan.table_path.clone());
+    let mut info = SampleInfo::user(&regs, image.text, (low, top), image.image_id, plan.table_path.clone());
+    info.sigreturn = sigreturn;
     let mut dump = Dump { regs, info, regions: vec![Region { vaddr: low, data, exec: false }] };
-    let truth = image.unwind(&regs, &dump);
+    let truth = image.unwind_user(&regs, &dump, sigreturn.map(|s| s.0));
     dump.info.truth = truth.pcs;
     dump.info.truth_complete = truth.complete;
     Ok(Some((dump, truth.doubt)))
@@ -155,7 +210,7 @@ fn run_out_epilogue(
         } else {
             continue;
         };
-        let rest = image.unwind(&after, dump);
+        let rest = image.unwind_user(&after, dump, dump.info.sigreturn.map(|s| s.0));
         if !rest.complete || rest.pcs.len() <= skip {
             return Ok((None, Some(0)));
         }
@@ -207,9 +262,10 @@ pub fn capture(plan: &Plan, image: &Image, mut sink: impl FnMut(Dump) -> io::Res
         let mut t = Target::spawn(&plan.qemu, &plan.program, &plan.args)?;
         // Initial sp: everything the program's frames use lies below it.
         let top = t.client.registers()?[31];
+        let sigreturn = find_sigreturn(&mut t, top)?;
         let n = rng.below(plan.max_steps);
         let Some(signal) = steps(&mut t, 0, n)? else { continue };
-        let first = sample(&mut t, image, plan, top)?;
+        let first = sample(&mut t, image, plan, top, sigreturn)?;
         let Some(mut signal) = take(&mut t, first, &mut stats, signal)? else { continue };
         // Single steps burn the emulator's CPU time, so the timer's next stop would fall right
         // after them: the stop after a run-out is delivered without a sample.
@@ -218,7 +274,7 @@ pub fn capture(plan: &Plan, image: &Image, mut sink: impl FnMut(Dump) -> io::Res
             let Some(s) = pending(t.client.cont(signal)?) else { break };
             signal = s;
             if s == plan.signal && !std::mem::take(&mut skip) {
-                let d = sample(&mut t, image, plan, top)?;
+                let d = sample(&mut t, image, plan, top, sigreturn)?;
                 let tried = stats.epilogue_attempts;
                 let Some(s) = take(&mut t, d, &mut stats, s)? else { break };
                 skip = stats.epilogue_attempts != tried;

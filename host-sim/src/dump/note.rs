@@ -21,6 +21,12 @@
 //! ```text
 //!   image_path_len bytes: UTF-8 path of that table or ELF, relative to the dump
 //! ```
+//! Flag 32 (user programs, added with signal-frame crossing; older dumps have it clear) says a
+//! trailer follows: the signal-return trampoline the program's handlers return to (the vDSO's
+//! `__kernel_rt_sigreturn`, read from the target at capture) and its first two instructions:
+//! ```text
+//!   u64 sigreturn address   u32 insn[2]
+//! ```
 
 use orc_format::{IdKind, ImageId};
 use orcwalk::{KernelLayout, StackInfo, StackKind, Start};
@@ -36,6 +42,7 @@ const START_REGS: u32 = 2;
 const TASK_ONLY: u32 = 4;
 const TRUTH_COMPLETE: u32 = 8;
 const ID_TEXT_HASH: u32 = 16;
+const SIGRETURN: u32 = 32;
 
 /// Everything about a sample that is not memory or registers.
 #[derive(Clone, Debug)]
@@ -60,6 +67,8 @@ pub struct SampleInfo {
     /// The image the sample was taken from; replay only pairs it with a table that matches.
     pub image_id: ImageId,
     pub image_path: String,
+    /// The signal-return trampoline and its first two instruction words, where known.
+    pub sigreturn: Option<(u64, [u32; 2])>,
 }
 
 /// Field by field, the image id by kind and bytes: this is "the same note" (round trips), not
@@ -85,6 +94,7 @@ impl PartialEq for SampleInfo {
             recover,
             image_id,
             image_path,
+            sigreturn,
         } = self;
         (kernel, start_regs, task_stack_only, layout, text, entry, pc, sp, fp, lr)
             == (&o.kernel, &o.start_regs, &o.task_stack_only, &o.layout, &o.text, &o.entry, &o.pc, &o.sp, &o.fp, &o.lr)
@@ -99,6 +109,7 @@ impl PartialEq for SampleInfo {
                     &o.image_path,
                 )
             && (image_id.kind(), image_id.bytes()) == (o.image_id.kind(), o.image_id.bytes())
+            && sigreturn == &o.sigreturn
     }
 }
 
@@ -139,6 +150,7 @@ impl SampleInfo {
             recover: Vec::new(),
             image_id,
             image_path,
+            sigreturn: None,
         }
     }
 
@@ -180,6 +192,7 @@ impl SampleInfo {
             recover: Vec::new(),
             image_id,
             image_path,
+            sigreturn: None,
         }
     }
 
@@ -192,7 +205,8 @@ impl SampleInfo {
             | flag(self.start_regs, START_REGS)
             | flag(self.task_stack_only, TASK_ONLY)
             | flag(self.truth_complete, TRUTH_COMPLETE)
-            | flag(self.image_id.is_some() && self.image_id.kind() == IdKind::TextHash, ID_TEXT_HASH);
+            | flag(self.image_id.is_some() && self.image_id.kind() == IdKind::TextHash, ID_TEXT_HASH)
+            | flag(self.sigreturn.is_some(), SIGRETURN);
         u32_(&mut o, VERSION);
         u32_(&mut o, flags);
         let l = self.layout;
@@ -230,6 +244,11 @@ impl SampleInfo {
         }
         o.extend_from_slice(self.image_id.bytes());
         o.extend_from_slice(self.image_path.as_bytes());
+        if let Some((at, insns)) = self.sigreturn {
+            u64_(&mut o, at);
+            u32_(&mut o, insns[0]);
+            u32_(&mut o, insns[1]);
+        }
         o
     }
 
@@ -287,6 +306,7 @@ impl SampleInfo {
         let image_id = ImageId::from_parts(kind, id).ok_or(DumpError::Note("image id does not fit its kind"))?;
         let image_path = String::from_utf8(r.bytes(counts[4] as usize)?.to_vec())
             .map_err(|_| DumpError::Note("image path is not UTF-8"))?;
+        let sigreturn = if flags & SIGRETURN != 0 { Some((r.u64()?, [r.u32()?, r.u32()?])) } else { None };
         Ok(SampleInfo {
             kernel: flags & KERNEL != 0,
             start_regs: flags & START_REGS != 0,
@@ -306,6 +326,7 @@ impl SampleInfo {
             recover,
             image_id,
             image_path,
+            sigreturn,
         })
     }
 }

@@ -250,6 +250,20 @@ impl<'a> Image<'a> {
         self.truth(regs, true, mem, None)
     }
 
+    /// As [`Image::unwind`], through signal frames: a return address equal to `sigreturn` (the
+    /// vDSO's `__kernel_rt_sigreturn`, which the capture found) is the trampoline a handler
+    /// returns to, and the interrupted context is read from the `rt_sigframe` at the handler's
+    /// CFA, as debuggers do (gdb's aarch64_linux_sigframe_init): the ucontext after the 128-byte
+    /// siginfo, its sigcontext 176 bytes in, x0..x30, sp, pc after the 8-byte fault address.
+    pub fn unwind_user(&self, regs: &[u64; 34], mem: &impl Memory, sigreturn: Option<u64>) -> Truth {
+        let mut t = Truth { pcs: vec![regs[32]], complete: false, doubt: None };
+        match self.walk_with(regs, true, mem, None, sigreturn, &mut t.pcs) {
+            Ok(()) => t.complete = true,
+            Err(why) => t.doubt = Some(why),
+        }
+        t
+    }
+
     /// The CFI rule at one frame, applied; `None` at the outermost frame.
     fn step_cfi(
         &self,
@@ -312,6 +326,18 @@ impl<'a> Image<'a> {
         kernel: Option<&KernelRules>,
         pcs: &mut Vec<u64>,
     ) -> Result<(), &'static str> {
+        self.walk_with(regs, exact, mem, kernel, None, pcs)
+    }
+
+    fn walk_with(
+        &self,
+        regs: &[u64; 34],
+        exact: bool,
+        mem: &impl Memory,
+        kernel: Option<&KernelRules>,
+        sigreturn: Option<u64>,
+        pcs: &mut Vec<u64>,
+    ) -> Result<(), &'static str> {
         let mut ctx = UnwindContext::new();
         let (mut pc, mut sp, mut fp) = (regs[32], regs[31], Some(regs[29]));
         let mut lr = exact.then_some(regs[30]);
@@ -340,6 +366,22 @@ impl<'a> Image<'a> {
                 None => self.step_cfi(&mut ctx, mem, (pc, sp, fp, lr), innermost)?,
             };
             let Some(Caller { cfa, ra, fp: next_fp }) = step else { return Ok(()) };
+            if sigreturn == Some(ra) {
+                // A signal handler returning to the trampoline: the kernel entered it with sp at
+                // the rt_sigframe, so its CFA is the sigframe; the interrupted context is in it.
+                const SIGCONTEXT: u64 = 128 + 176;
+                let reg =
+                    |n: u64| mem.read_u64(cfa + SIGCONTEXT + 8 + 8 * n).ok_or("signal frame outside the dumped stack");
+                pcs.push(ra);
+                let (p, s, f, l) = (reg(32)?, reg(31)?, reg(29)?, reg(30)?);
+                if s <= cfa {
+                    return Err("interrupted sp not above the signal frame");
+                }
+                pcs.push(p);
+                (pc, sp, fp, lr) = (p, s, Some(f), Some(l));
+                innermost = true;
+                continue;
+            }
             if !self.is_text(ra) {
                 return Err("return address outside the program's text (vdso, signal trampoline, library)");
             }
