@@ -22,7 +22,10 @@ pub trait CodeInfo {
     }
     /// True when every row was proven along control flow by the generator (the table file's
     /// provenance mark). Single-witness frames are accepted only from such rows: a CFA on x29
-    /// or a record-less caller is exactly as good as the row that describes it.
+    /// or a record-less caller is exactly as good as the row that describes it. "Proven" rests
+    /// on the generator's stated assumptions too: rows derived for assembly without CFI assume
+    /// its entry points (start, inner `bl` targets, BTI pads), and a function part that is not
+    /// entered by a call (gcc's `.cold`) starts from its first CFI row (see `generate::flow`).
     fn rows_proven(&self) -> bool {
         false
     }

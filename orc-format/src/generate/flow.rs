@@ -124,9 +124,15 @@ impl State {
     }
 
     fn set_sp(&mut self, sp: Sp) {
+        // Slots sp has moved above are gone for good (an exception frame may have used them):
+        // below an exact sp, below a bound that rose (`add sp, sp, #n` after an alloca), and
+        // below the sp a switch to another stack left (nothing there is this frame's any more).
+        let floor = match (sp, self.sp) {
+            (Sp::At(d) | Sp::AtMost(d), _) | (Sp::Foreign, Sp::At(d) | Sp::AtMost(d)) => Some(d),
+            _ => None,
+        };
         self.sp = sp;
-        // Slots sp has moved above are gone for good (an exception frame may have used them).
-        if let Sp::At(d) = sp {
+        if let Some(d) = floor {
             self.fp_slot = self.fp_slot.filter(|&s| s >= d);
             self.ra_slot = self.ra_slot.filter(|&s| s >= d);
         }
@@ -374,6 +380,11 @@ pub fn step(s: &State, i: u32, opaque: bool) -> State {
                 match r {
                     29 => n.fp = if wide && at.is_some() && at == s.fp_slot { Fp::Caller } else { Fp::Unknown },
                     30 => n.lr = wide && at.is_some() && at == s.ra_slot,
+                    // A pointer from memory that is not this frame (a function pointer, the
+                    // per-cpu IRQ stack).
+                    r if wide && r < 29 && !matches!(a.rn, 29 | 31) && a.wb.is_none() => {
+                        n.loaded = u8::try_from(r).ok();
+                    }
                     _ => {}
                 }
             }
@@ -419,6 +430,8 @@ pub fn step(s: &State, i: u32, opaque: bool) -> State {
     // (cnt*, inc*, dec*, sq/uq*), cntp, scalar incp/decp, lasta/lastb, clasta/clastb.
     if i & 0x1e00_0000 == 0x0400_0000 {
         let gpr = i & 0xffa0_f800 == 0x0420_5000
+            || i & 0xffa0_f800 == 0x0420_5800 // addsvl, addspl (SME): Rd or sp
+            || i & 0xff30_f800 == 0x2520_8800 // inc/dec and saturating by predicate count
             || i & 0xffff_f000 == 0x04bf_5000
             || (i >> 29 == 0 && i & 0xff20_e000 == 0x0420_e000)
             || i & 0xff3f_c200 == 0x2520_8000
@@ -612,28 +625,25 @@ pub fn analyse(code: &Code<'_>, seed: Seed) -> Option<Vec<Option<State>>> {
             code.successors(k, i, &mut succ);
             work.extend(succ.iter().map(|&j| (j, next)));
         }
-        // Indirect jumps that are not tail calls: their targets get the jump's state.
-        let mut from: Option<State> = None;
-        // Indirect jumps with the frame torn down: tail calls, or a frameless function's jump
-        // table (`adr; add; br x1` into `mrs x0, ...; ret` pairs, `read_wb_reg`).
-        let mut exit_from: Option<State> = None;
+        // Indirect jumps that may be jump tables feed their targets their state: any jump with a
+        // frame up, and a jump with the frame torn down unless its target is a pointer just
+        // loaded from memory (`ldr x1, [x9, w8, uxtw #3]; ...; br x1`: a tail call through a
+        // function pointer). A computed target (`adr; add; br`) is a jump table whatever the
+        // frame: frameless case blocks of a shrink-wrapped switch start in the torn-down state
+        // (`a_frameless_jump_table_beside_a_framed_one_is_not_proven`).
+        let mut joined: Option<State> = None;
         for (k, (&s, &i)) in states.iter().zip(code.words).enumerate() {
             let (Some(s), Some(i)) = (s, i) else { continue };
             let pc = code.start + 4 * k as u64;
             if flow(pc, i).indirect {
-                let after = step(&s, i, (code.opaque)(pc));
-                let f = if s.is_exit() { &mut exit_from } else { &mut from };
-                *f = Some(f.map_or(after, |f| f.join(after)));
+                let tail_call = s.is_exit() && s.loaded.is_some_and(|r| u32::from(r) == (i >> 5) & 31);
+                if !tail_call {
+                    let after = step(&s, i, (code.opaque)(pc));
+                    joined = Some(joined.map_or(after, |f| f.join(after)));
+                }
             }
         }
-        // Where every indirect jump leaves with the frame torn down, the code only they can
-        // reach gets that state: if one of them is a jump within the function, that is the
-        // state its target starts in; if all are tail calls, that code is reached by nothing in
-        // the function (padding, or entered from outside as any unreached block start is, see
-        // the module doc) and what it is given does not matter to a path that exists. Where
-        // some jump keeps a frame, the exit-state ones stay tail calls (`br x16` to a callee
-        // next to a jump table in the body).
-        let Some(from) = from.or(exit_from) else { break };
+        let Some(from) = joined else { break };
         if pads.is_empty() {
             // Unreached block starts only: a jump lands at a label, not in the middle of the
             // straight-line code that follows it (which the label's block then reaches).

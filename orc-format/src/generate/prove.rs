@@ -436,10 +436,12 @@ mod tests {
     }
 
     /// A jump table in the body (`br x1` with a frame) next to a tail call (`br x16` after the
-    /// epilogue): the tail call does not feed the table's targets with its torn-down state, so
-    /// an entry row there (false: the body's jump reaches it with the frame up) is cut.
+    /// epilogue): nothing in `br` tells a tail call from a frameless jump table, so the table's
+    /// targets get both states and their rows are cut (sound over precise: the cost of
+    /// `a_frameless_jump_table_beside_a_framed_one_is_not_proven`). An entry row there (false:
+    /// the body's jump reaches it with the frame up) is cut too.
     #[test]
-    fn a_tail_call_does_not_feed_a_framed_jump_table() {
+    fn a_tail_call_beside_a_framed_jump_table_cuts_its_targets() {
         let code: &[(u64, u32)] = &[
             (0x00, 0xa9bf7bfd), // stp x29, x30, [sp, #-16]!
             (0x04, 0x910003fd), // mov x29, sp
@@ -454,11 +456,10 @@ mod tests {
         ];
         let saved = call(Reg::Sp, 16, Reg::PrevSp, -16, Reg::PrevSp, -8);
         let rows = |at_1c: OrcEntry| [(0x00, ENTRY), (0x04, saved), (0x18, ENTRY), (0x1c, at_1c), (0x24, ENTRY)];
-        let (out, p) = run(code, &rows(saved), 0x28);
-        assert_eq!(out, rows(saved).to_vec());
-        assert_eq!(p.cut, 0);
-        let (out, _) = run(code, &rows(ENTRY), 0x28);
-        assert!(out.contains(&(0x1c, OrcEntry::UNDEFINED)), "{out:x?}");
+        for at_1c in [saved, ENTRY] {
+            let (out, _) = run(code, &rows(at_1c), 0x28);
+            assert!(out.contains(&(0x1c, OrcEntry::UNDEFINED)), "{out:x?}");
+        }
     }
 
     /// `ctr_read_handler` (Debian 6.12 vmlinux, from its FDE): `alternative_has_cap_likely`
@@ -582,5 +583,71 @@ mod tests {
             Patches { anchor: true, jump_labels: &[], opaque: &|a| a == 0x04, returns: &|_| true, stops: &|_| false };
         let out = prove(&rows, 0x10, insn, opaque, &mut p);
         assert_eq!(out, vec![(0x00, ENTRY), (0x08, OrcEntry::UNDEFINED)]);
+    }
+
+    /// A frameless jump table (`br x1` at 0x34, frame torn down) beside a framed one: the
+    /// frameless case block at 0x28 lies under the body's row (clang 14 CFI). Its targets must
+    /// get the frameless jump's state too, or the body row is proven there (found in review:
+    /// the walk then skipped a frame).
+    #[test]
+    fn a_frameless_jump_table_beside_a_framed_one_is_not_proven() {
+        let code: &[(u64, u32)] = &[
+            (0x00, 0x71000c1f), // cmp w0, #3
+            (0x04, 0x54000169), // b.ls 0x30
+            (0x08, 0xa9bf7bfd), // stp x29, x30, [sp, #-16]!
+            (0x0c, 0x910003fd), // mov x29, sp
+            (0x10, 0x9400000a), // bl g
+            (0x14, 0x10000041), // adr x1, 0x1c
+            (0x18, 0xd61f0020), // br x1            (framed jump table)
+            (0x1c, 0x94000007), // bl g
+            (0x20, 0xa8c17bfd), // ldp x29, x30, [sp], #16
+            (0x24, 0xd65f03c0), // ret
+            (0x28, 0x52800020), // mov w0, #1       (frameless case block, under the body row)
+            (0x2c, 0xd65f03c0), // ret
+            (0x30, 0x10ffffc1), // adr x1, 0x28
+            (0x34, 0xd61f0020), // br x1            (frameless jump table)
+        ];
+        let body = call(Reg::Fp, 16, Reg::PrevSp, -16, Reg::PrevSp, -8);
+        let (out, _) = run(code, &[(0x00, ENTRY), (0x10, body)], 0x38);
+        let at = |pc: u64| out.iter().rev().find(|r| r.0 <= pc).unwrap().1;
+        assert!(at(0x28) == OrcEntry::UNDEFINED || at(0x28) == ENTRY, "0x28 proven as {}\n{out:x?}", at(0x28));
+    }
+
+    /// SME's `addsvl sp, sp, #-1` moves sp by a multiple of the streaming vector length: the
+    /// row after it that still says CFA = sp + 16 is cut (found in review: the SVE rule missed it).
+    #[test]
+    fn an_sme_stack_allocation_moves_sp() {
+        let code: &[(u64, u32)] = &[
+            (0x00, 0xa9bf7bfd), // stp x29, x30, [sp, #-16]!
+            (0x04, 0x910003fd), // mov x29, sp
+            (0x08, 0x043f5fff), // addsvl sp, sp, #-1
+            (0x0c, 0x94000000), // bl
+        ];
+        let saved = call(Reg::Sp, 16, Reg::PrevSp, -16, Reg::PrevSp, -8);
+        let (out, _) = run(code, &[(0x00, ENTRY), (0x04, saved)], 0x10);
+        assert_eq!(out.last(), Some(&(0x0c, OrcEntry::UNDEFINED)), "{out:x?}");
+    }
+
+    /// A tail call through a pointer loaded from memory (`ldr x16, [x0]; ...; br x16` with the
+    /// frame torn down) does not feed a framed jump table's targets: their rows stay proven.
+    #[test]
+    fn a_tail_call_through_a_loaded_pointer_keeps_a_framed_jump_table() {
+        let code: &[(u64, u32)] = &[
+            (0x00, 0xa9bf7bfd), // stp x29, x30, [sp, #-16]!
+            (0x04, 0x910003fd), // mov x29, sp
+            (0x08, 0xb4000060), // cbz x0, 0x14
+            (0x0c, 0x100000a1), // adr x1, 0x20
+            (0x10, 0xd61f0020), // br x1             (framed jump table)
+            (0x14, 0xf9400010), // ldr x16, [x0]     (a function pointer)
+            (0x18, 0xa8c17bfd), // ldp x29, x30, [sp], #16
+            (0x1c, 0xd61f0200), // br x16            (tail call)
+            (0x20, 0x94000000), // bl
+            (0x24, 0xa8c17bfd), // ldp x29, x30, [sp], #16
+            (0x28, 0xd65f03c0), // ret
+        ];
+        let saved = call(Reg::Sp, 16, Reg::PrevSp, -16, Reg::PrevSp, -8);
+        let rows = [(0x00, ENTRY), (0x04, saved), (0x1c, ENTRY), (0x20, saved), (0x28, ENTRY)];
+        let (out, p) = run(code, &rows, 0x2c);
+        assert_eq!((out, p.cut), (rows.to_vec(), 0));
     }
 }
