@@ -108,6 +108,13 @@ fn per_frame(c: &mut Criterion) {
     let table = TableFile::parse(&table_bytes).expect("table");
     let code = replay::code(&dumps[0].info, table);
     let cfg = replay::config(&dumps[0].info, Policy::Orcwalk, Mode::default());
+    // The same walk with the program's text: the call-site witnesses (the instruction before
+    // every return address, the callee's bounds) as a kernel runs them.
+    let text = orcwalk_sim::text::ImageText::from_elf(
+        &std::fs::read(root().join("tests/fixtures/user/workload-gcc-O2")).expect("program"),
+    )
+    .expect("text");
+    let code_text = TableCode { text: Some(text.view()), ..code };
     let unwinder = framehop_unwinder(&root().join("tests/fixtures/user/workload-gcc-O2"));
     // The stacks every unwinder gets exactly right: same work for all.
     let mut cache = CacheAarch64::new();
@@ -116,6 +123,7 @@ fn per_frame(c: &mut Criterion) {
         .iter()
         .filter(|d| d.info.truth_complete)
         .filter(|d| orcwalk_frames(d, &code, &cfg) == Some(d.info.truth.len()))
+        .filter(|d| orcwalk_frames(d, &code_text, &cfg) == Some(d.info.truth.len()))
         .filter(|d| {
             framehop_frames(&unwinder, &mut cache, d, &mut fh);
             fh == d.info.truth
@@ -134,6 +142,9 @@ fn per_frame(c: &mut Criterion) {
     g.bench_function("fp_chain", |b| b.iter(|| chosen.iter().map(|d| fp_chain(d)).sum::<usize>()));
     g.bench_function("orcwalk", |b| {
         b.iter(|| chosen.iter().map(|d| orcwalk_frames(d, &code, &cfg).unwrap_or(0)).sum::<usize>())
+    });
+    g.bench_function("orcwalk_with_text", |b| {
+        b.iter(|| chosen.iter().map(|d| orcwalk_frames(d, &code_text, &cfg).unwrap_or(0)).sum::<usize>())
     });
     g.bench_function("framehop_cold", |b| {
         let mut out = Vec::with_capacity(64);
