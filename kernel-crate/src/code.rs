@@ -24,8 +24,8 @@ pub trait CodeInfo {
     /// provenance mark). Single-witness frames are accepted only from such rows: a CFA on x29
     /// or a record-less caller is exactly as good as the row that describes it. "Proven" rests
     /// on the generator's stated assumptions too: rows derived for assembly without CFI assume
-    /// its entry points (start, inner `bl` targets, BTI pads), and a function part that is not
-    /// entered by a call (gcc's `.cold`) starts from its first CFI row (see `generate::flow`).
+    /// its entry points (start, inner `bl` targets, BTI pads); a function part not entered by a
+    /// call (gcc's `.cold`) has its rows cut (see `generate::prove`).
     fn rows_proven(&self) -> bool {
         false
     }

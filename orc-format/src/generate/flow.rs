@@ -503,7 +503,7 @@ pub enum Seed {
     /// The call entry state: sp = CFA, x29 and x30 the caller's.
     Entry,
     /// Taken from the first CFI row (a function part such as gcc's `.cold` that is entered by a
-    /// branch from another FDE): an assumption, counted in the statistics.
+    /// branch from another FDE): an assumption, so `prove` cuts such a part's rows instead.
     Cfi(State),
 }
 

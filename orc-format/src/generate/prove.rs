@@ -29,7 +29,7 @@ pub struct Proof {
     pub anchored: u64,
     /// Instructions whose row was UNDEFINED or not a call frame already (not judged).
     pub refused: u64,
-    /// Functions seeded from their first CFI row rather than the call entry state.
+    /// Function parts whose first row is not the call entry state (not entered by a call): cut.
     pub seeded_from_cfi: u64,
     /// Functions the machine gave up on (iteration budget): every row cut.
     pub gave_up: u64,
@@ -166,11 +166,17 @@ pub fn prove(
         stops: patches.stops,
         entries: &[],
     };
+    // A part not entered by a call (gcc's `.cold`, entered by a branch from its parent's FDE)
+    // would start from what its own first row claims, which proves nothing: its rows are cut.
+    // (Seeding it from the parent's states at its branches would keep them; none of the shipped
+    // images has such a part.)
     let s = seed(&first);
-    if matches!(s, Seed::Cfi(_)) {
+    let states = if matches!(s, Seed::Cfi(_)) {
         proof.seeded_from_cfi += 1;
-    }
-    let states = flow::analyse(&code, s);
+        None
+    } else {
+        flow::analyse(&code, s)
+    };
     if states.is_none() {
         proof.gave_up += 1;
     }
@@ -649,5 +655,20 @@ mod tests {
         let rows = [(0x00, ENTRY), (0x04, saved), (0x1c, ENTRY), (0x20, saved), (0x28, ENTRY)];
         let (out, p) = run(code, &rows, 0x2c);
         assert_eq!((out, p.cut), (rows.to_vec(), 0));
+    }
+
+    /// A function part entered by a branch from another FDE (gcc's `.cold`): its first row's
+    /// claims cannot be proven from inside it, so every row is cut (found in review: they were
+    /// taken as the seed, which proved them trivially).
+    #[test]
+    fn a_part_not_entered_by_a_call_is_cut() {
+        let code: &[(u64, u32)] = &[
+            (0x00, 0x94000000), // bl
+            (0x04, 0xa8c17bfd), // ldp x29, x30, [sp], #16
+            (0x08, 0xd65f03c0), // ret
+        ];
+        let saved = call(Reg::Sp, 16, Reg::PrevSp, -16, Reg::PrevSp, -8);
+        let (out, p) = run(code, &[(0x00, saved), (0x08, ENTRY)], 0x0c);
+        assert_eq!((out, p.seeded_from_cfi), (vec![(0x00, OrcEntry::UNDEFINED)], 1));
     }
 }

@@ -89,7 +89,7 @@ impl fmt::Display for Stats {
         writeln!(f, "x29 CFAs anchored: {} instructions (proven rows rewritten as CFA = sp + k)", p.anchored)?;
         writeln!(
             f,
-            "functions:         {} proven; {} seeded from their first CFI row (not entered by a call); {} given up",
+            "functions:         {} judged; {} not entered by a call (like gcc's .cold: rows cut); {} given up",
             p.functions, p.seeded_from_cfi, p.gave_up
         )?;
         writeln!(f, "ORC entries:       {}", self.entries)?;
