@@ -1,7 +1,9 @@
 //! `orcwalk-sim`: replay recorded stacks, show a dump, generate synthetic dumps.
 //!
 //! Exit status: 0 success, 1 a false-reliable verdict (the bug that must never ship), 2 unusable
-//! input.
+//! input, 141 (as a shell shows a program killed by SIGPIPE) when the reader closed stdout before
+//! everything was printed (`orcwalk-sim replay | head`): the command stops at once, printing
+//! nothing on stderr, and does not claim a clean replay it did not finish.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -16,6 +18,25 @@ use orcwalk_sim::replay::{ChainSummary, Judgement, Mode, Summary, replay_text};
 use orcwalk_sim::synth::{Program, Rng, sample};
 use orcwalk_sim::text::ImageText;
 use orcwalk_sim::truth::Image;
+
+// This command's `println!`: std's panics on a closed stdout ("failed printing to stdout: Broken
+// pipe"), this one ends the program as described above.
+macro_rules! println {
+    ($($arg:tt)*) => { out(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// Writes to stdout; a reader that has gone ends the program with status 141, any other write
+/// error with status 2 and the reason.
+fn out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    if let Err(e) = std::io::stdout().lock().write_fmt(args) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        eprintln!("orcwalk-sim: stdout: {e}");
+        std::process::exit(2);
+    }
+}
 
 #[derive(Parser)]
 #[command(version, about = "orcwalk's simulator: replay recorded arm64 stacks against their ground truth")]
