@@ -97,6 +97,10 @@ enum Cmd {
         /// delivered without a sample.
         #[arg(long, default_value_t = 26)]
         signal: u8,
+        /// Kill the program after this many stops of a run (the start-up stop included) and start
+        /// it again, rather than letting each run go until the program ends.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        stops_per_run: Option<u32>,
         program: PathBuf,
         args: Vec<String>,
     },
@@ -427,19 +431,29 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 println!("trampoline recovery: fp {fp:#x} -> {ra:#x}");
             }
         }
-        Cmd::Capture { out, count, seed, max_steps, qemu, signal, program, args } => {
+        Cmd::Capture { out, count, seed, max_steps, qemu, signal, stops_per_run, program, args } => {
             let bytes = std::fs::read(&program).map_err(|e| format!("{}: {e}", program.display()))?;
             let image = Image::parse(&bytes).map_err(|e| format!("{}: {e}", program.display()))?;
             write_table(&program, &bytes, &out.join("program.orc"))?;
-            let plan =
-                Plan { qemu, program, args, samples: count, seed, max_steps, signal, table_path: "program.orc".into() };
+            let plan = Plan {
+                qemu,
+                program,
+                args,
+                samples: count,
+                seed,
+                max_steps,
+                signal,
+                table_path: "program.orc".into(),
+                stops_per_run,
+            };
             let stats = capture(&plan, &image, numbered(&out, Some(count)))
                 .map_err(|e| format!("{}: {e}", plan.program.display()))?;
             println!(
-                "{}: {} dumps from {} runs, truth complete in {}",
+                "{}: {} dumps from {} runs ({} ended by the program), truth complete in {}",
                 out.display(),
                 stats.samples,
                 stats.runs,
+                stats.ended,
                 stats.complete
             );
             let at: Vec<String> = stats.positions.iter().map(|(p, n)| format!("{n} {p:?}")).collect();
