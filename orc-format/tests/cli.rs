@@ -107,3 +107,22 @@ fn check_refuses_rows_not_proven_along_control_flow() {
         .unwrap_or(0);
     assert!(n > 0, "{s}");
 }
+
+/// `orc-format dump T | head`: the reader closes the pipe after a few bytes. The table prints
+/// far more than a pipe holds (some 3,900 lines, 190 KiB), so the command must write to a closed pipe;
+/// it stops with 141 and says nothing, where std's `println!` panicked ("failed printing to
+/// stdout: Broken pipe").
+#[test]
+fn a_reader_that_stops_early_ends_dump_quietly() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let table = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/corpus/user/gcc-O2/program.orc");
+    let mut child = bin().arg("dump").arg(&table).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut head = [0u8; 16];
+    child.stdout.take().unwrap().read_exact(&mut head).unwrap();
+    assert_eq!(&head[..10], b"format v1 ", "{}", String::from_utf8_lossy(&head));
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.is_empty(), "stderr: {err}");
+    assert_eq!(out.status.code(), Some(141), "stderr: {err}");
+}

@@ -1,7 +1,9 @@
 //! `orcwalk-sim`: replay recorded stacks, show a dump, generate synthetic dumps.
 //!
 //! Exit status: 0 success, 1 a false-reliable verdict (the bug that must never ship), 2 unusable
-//! input.
+//! input, 141 (as a shell shows a program killed by SIGPIPE) when the reader closed stdout before
+//! everything was printed (`orcwalk-sim replay | head`): the command stops at once, printing
+//! nothing on stderr, and does not claim a clean replay it did not finish.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -16,6 +18,25 @@ use orcwalk_sim::replay::{ChainSummary, Judgement, Mode, Summary, replay_text};
 use orcwalk_sim::synth::{Program, Rng, sample};
 use orcwalk_sim::text::ImageText;
 use orcwalk_sim::truth::Image;
+
+// This command's `println!`: std's panics on a closed stdout ("failed printing to stdout: Broken
+// pipe"), this one ends the program as described above.
+macro_rules! println {
+    ($($arg:tt)*) => { out(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// Writes to stdout; a reader that has gone ends the program with status 141, any other write
+/// error with status 2 and the reason.
+fn out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    if let Err(e) = std::io::stdout().lock().write_fmt(args) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        eprintln!("orcwalk-sim: stdout: {e}");
+        std::process::exit(2);
+    }
+}
 
 #[derive(Parser)]
 #[command(version, about = "orcwalk's simulator: replay recorded arm64 stacks against their ground truth")]
@@ -76,6 +97,10 @@ enum Cmd {
         /// delivered without a sample.
         #[arg(long, default_value_t = 26)]
         signal: u8,
+        /// Kill the program after this many stops of a run (the start-up stop included) and start
+        /// it again, rather than letting each run go until the program ends.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        stops_per_run: Option<u32>,
         program: PathBuf,
         args: Vec<String>,
     },
@@ -406,19 +431,29 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 println!("trampoline recovery: fp {fp:#x} -> {ra:#x}");
             }
         }
-        Cmd::Capture { out, count, seed, max_steps, qemu, signal, program, args } => {
+        Cmd::Capture { out, count, seed, max_steps, qemu, signal, stops_per_run, program, args } => {
             let bytes = std::fs::read(&program).map_err(|e| format!("{}: {e}", program.display()))?;
             let image = Image::parse(&bytes).map_err(|e| format!("{}: {e}", program.display()))?;
             write_table(&program, &bytes, &out.join("program.orc"))?;
-            let plan =
-                Plan { qemu, program, args, samples: count, seed, max_steps, signal, table_path: "program.orc".into() };
+            let plan = Plan {
+                qemu,
+                program,
+                args,
+                samples: count,
+                seed,
+                max_steps,
+                signal,
+                table_path: "program.orc".into(),
+                stops_per_run,
+            };
             let stats = capture(&plan, &image, numbered(&out, Some(count)))
                 .map_err(|e| format!("{}: {e}", plan.program.display()))?;
             println!(
-                "{}: {} dumps from {} runs, truth complete in {}",
+                "{}: {} dumps from {} runs ({} ended by the program), truth complete in {}",
                 out.display(),
                 stats.samples,
                 stats.runs,
+                stats.ended,
                 stats.complete
             );
             let at: Vec<String> = stats.positions.iter().map(|(p, n)| format!("{n} {p:?}")).collect();

@@ -8,7 +8,10 @@
 //! Every signal is then delivered (the handler runs, and is sampled with its frames when the
 //! next stop falls in it). One more stop per run comes after a pseudo-random number of single
 //! steps (0..`max_steps`) from the first instruction, so start-up code is sampled too. Timing
-//! makes runs differ: a regenerated corpus is equivalent, not identical.
+//! makes runs differ: a regenerated corpus is equivalent, not identical. A run ends when the
+//! program does, or, with `Plan::stops_per_run`, when the capture ends it after that many
+//! stops; then the program is started again. Only the bound makes the number of runs
+//! independent of timing.
 
 pub mod kernel;
 pub mod rsp;
@@ -41,12 +44,18 @@ pub struct Plan {
     pub signal: u8,
     /// Path of the ORC table the dumps name, relative to the dumps.
     pub table_path: String,
+    /// Stops sampled in one run (the start-up stop included, so at least one) before the
+    /// capture kills the program and starts it again; `None`: until the program ends.
+    pub stops_per_run: Option<u32>,
 }
 
 /// What a capture produced besides the dumps.
 #[derive(Clone, Debug, Default)]
 pub struct Stats {
     pub runs: u32,
+    /// Runs that ended because the program did (the others the capture ended: at the plan's
+    /// bound or its last sample).
+    pub ended: u32,
     pub samples: u32,
     pub complete: u32,
     /// Why truths are incomplete, with counts.
@@ -264,19 +273,32 @@ pub fn capture(plan: &Plan, image: &Image, mut sink: impl FnMut(Dump) -> io::Res
         let top = t.client.registers()?[31];
         let sigreturn = find_sigreturn(&mut t, top)?;
         let n = rng.below(plan.max_steps);
-        let Some(signal) = steps(&mut t, 0, n)? else { continue };
+        let Some(signal) = steps(&mut t, 0, n)? else {
+            stats.ended += 1;
+            continue;
+        };
+        let before = stats.samples;
         let first = sample(&mut t, image, plan, top, sigreturn)?;
-        let Some(mut signal) = take(&mut t, first, &mut stats, signal)? else { continue };
+        let Some(mut signal) = take(&mut t, first, &mut stats, signal)? else {
+            stats.ended += 1;
+            continue;
+        };
         // Single steps burn the emulator's CPU time, so the timer's next stop would fall right
         // after them: the stop after a run-out is delivered without a sample.
         let mut skip = false;
-        while stats.samples < plan.samples {
-            let Some(s) = pending(t.client.cont(signal)?) else { break };
+        while stats.samples < plan.samples && plan.stops_per_run.is_none_or(|k| stats.samples - before < k) {
+            let Some(s) = pending(t.client.cont(signal)?) else {
+                stats.ended += 1;
+                break;
+            };
             signal = s;
             if s == plan.signal && !std::mem::take(&mut skip) {
                 let d = sample(&mut t, image, plan, top, sigreturn)?;
                 let tried = stats.epilogue_attempts;
-                let Some(s) = take(&mut t, d, &mut stats, s)? else { break };
+                let Some(s) = take(&mut t, d, &mut stats, s)? else {
+                    stats.ended += 1;
+                    break;
+                };
                 skip = stats.epilogue_attempts != tried;
                 signal = s;
             }

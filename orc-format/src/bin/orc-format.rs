@@ -1,6 +1,9 @@
 //! `orc-format`: build, dump, summarise and check arm64 ORC tables.
 //!
-//! Exit status: 0 success, 1 `check` found mismatches, 2 the input could not be used.
+//! Exit status: 0 success, 1 `check` found mismatches, 2 the input could not be used, 141 (as a
+//! shell shows a program killed by SIGPIPE) when the reader closed stdout before everything was
+//! printed (`orc-format dump T | head`): the command stops at once, printing nothing on stderr,
+//! and does not claim success for work it did not finish.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,6 +12,28 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use orc_format::generate::{self, ElfImage, GenError};
 use orc_format::{Kind, TableFile};
+
+// This command's `println!` and `print!`: std's panic on a closed stdout ("failed printing to
+// stdout: Broken pipe"), these end the program as described above.
+macro_rules! println {
+    ($($arg:tt)*) => { out(format_args!("{}\n", format_args!($($arg)*))) };
+}
+macro_rules! print {
+    ($($arg:tt)*) => { out(format_args!($($arg)*)) };
+}
+
+/// Writes to stdout; a reader that has gone ends the program with status 141, any other write
+/// error with status 2 and the reason.
+fn out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    if let Err(e) = std::io::stdout().lock().write_fmt(args) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        eprintln!("orc-format: stdout: {e}");
+        std::process::exit(2);
+    }
+}
 
 #[derive(Parser)]
 #[command(version, about = "arm64 ORC tables from DWARF CFI: build, dump, stats, check")]
