@@ -1035,3 +1035,43 @@ fn reason_bad_sigframe() {
     // Without the trampoline known, the walk stops where it always did.
     assert_eq!(with(&|_| None, &|_| {}), Some(Reason::UnknownText));
 }
+
+/// Nested signals: a handler interrupted anywhere by a second signal, under a first signal that
+/// interrupted any shape anywhere (with extension records in the first frame).
+#[test]
+fn nested_signals_are_crossed_at_every_position() {
+    for f in [A, B, LEAF, NOREC, BIG] {
+        for off in (0..FUNC_LEN).step_by(4) {
+            for hoff in (0..FUNC_LEN).step_by(4) {
+                let (mut b, cfg) = user_program();
+                let regs = b.interrupted(f, off);
+                b.signal(regs, 0x40).call(H);
+                let regs = b.interrupted(H, hoff);
+                b.signal(regs, 0).call(H).call(B);
+                let r = run(&b, b.start_call(), cfg);
+                assert_eq!(r.verdict, Verdict::Reliable, "{f:?} +{off:#x} H+{hoff:#x}");
+                assert_eq!(r.pcs, b.expected(), "{f:?} +{off:#x} H+{hoff:#x}");
+            }
+        }
+    }
+}
+
+/// A handler stopped at any instruction, a handler that builds no record, a leaf handler.
+#[test]
+fn handlers_of_every_shape_are_crossed() {
+    for (h, offs) in [(H, FUNC_LEN), (LEAF, FUNC_LEN)] {
+        for hoff in (0..offs).step_by(4) {
+            let (mut b, cfg) = user_program();
+            let regs = b.interrupted(A, 0x20);
+            let regs = b.signal(regs, 0).interrupted(h, hoff);
+            let r = run(&b, regs, cfg);
+            assert_eq!((r.verdict, r.pcs.clone()), (Verdict::Reliable, b.expected()), "{:?}+{hoff:#x}", h.shape);
+        }
+    }
+    let (mut b, cfg) = user_program();
+    let regs = b.interrupted(A, 0x20);
+    b.signal(regs, 0).call(NOREC).call(B);
+    let r = run(&b, b.start_call(), cfg);
+    assert_eq!((r.verdict, r.pcs.clone()), (Verdict::Reliable, b.expected()));
+    assert!(r.witnesses.contains(&Witness::Orc));
+}
