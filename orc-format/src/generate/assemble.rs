@@ -171,35 +171,21 @@ fn patch_edges(image: &ElfImage<'_>) -> Vec<(u64, u64)> {
 /// to functions that can return". Calls to anything else are taken to return. The rest never
 /// return (`abort`, `panic`, `do_exit`), and the code after a call to them is not its successor.
 fn returning_functions(
-    image: &ElfImage<'_>,
     fdes: &[Fde],
-    edges: &[(u64, u64)],
-    opaque: &dyn Fn(u64) -> bool,
-    stops: &dyn Fn(u64) -> bool,
+    words: &[Vec<Option<u32>>],
+    patches: Patches<'_>,
 ) -> std::collections::HashSet<u64> {
-    let words: Vec<Vec<Option<u32>>> =
-        fdes.iter().map(|f| (f.start..f.end).step_by(4).map(|a| image.insn(a)).collect()).collect();
     let starts: std::collections::HashSet<u64> = fdes.iter().map(|f| f.start).collect();
     let mut set = std::collections::HashSet::new();
     loop {
         let before = set.len();
-        for (f, w) in fdes.iter().zip(&words) {
+        for (f, w) in fdes.iter().zip(words) {
             if set.contains(&f.start) {
                 continue;
             }
             let returns = |t: u64| !starts.contains(&t) || set.contains(&t);
-            let lo = edges.partition_point(|j| j.0 < f.start);
-            let hi = edges.partition_point(|j| j.0 < f.end);
-            let code = flow::Code {
-                start: f.start,
-                words: w,
-                jump_labels: edges.get(lo..hi).unwrap_or(&[]),
-                opaque,
-                returns: &returns,
-                stops,
-                entries: &[],
-            };
-            if code.can_return() {
+            let with_returns = Patches { returns: &returns, ..patches };
+            if with_returns.code(f.start, f.end, w, &[]).can_return() {
                 set.insert(f.start);
             }
         }
@@ -304,16 +290,34 @@ pub fn generate_with(image: &ElfImage<'_>, options: Options) -> Result<Generated
     };
     let edges = patch_edges(image);
     let stops = |pc: u64| image.bugs.binary_search(&pc).is_ok();
-    let returning = returning_functions(image, &fdes, &edges, &is_opaque, &stops);
+    // Every function's words, read once for the noreturn fixpoint and the proof (none without).
+    let words: Vec<Vec<Option<u32>>> = if options.prove {
+        fdes.iter().map(|f| prove::words(f.start, f.end, |a| image.insn(a))).collect()
+    } else {
+        vec![Vec::new(); fdes.len()]
+    };
+    let all_return = |_: u64| true;
+    let base = Patches {
+        anchor: options.anchor,
+        jump_labels: &edges,
+        opaque: &is_opaque,
+        returns: &all_return,
+        stops: &stops,
+    };
+    let returning = if options.prove { returning_functions(&fdes, &words, base) } else { Default::default() };
     let starts: std::collections::HashSet<u64> = fdes.iter().map(|f| f.start).collect();
     let returns = |t: u64| !starts.contains(&t) || returning.contains(&t);
-    let patches =
-        Patches { anchor: options.anchor, jump_labels: &edges, opaque: &is_opaque, returns: &returns, stops: &stops };
-    for fde in &fdes {
+    let patches = Patches { returns: &returns, ..base };
+    for (fde, words) in fdes.iter().zip(&words) {
         stats.rows += fde.rows.len() as u64;
         let rows = map_rows(fde, &mut stats.unsupported);
-        let rows =
-            if options.prove { prove::prove(&rows, fde.end, |a| image.insn(a), patches, &mut proof) } else { rows };
+        let rows = match rows.first() {
+            Some(&(first, _)) if options.prove && first == fde.start => {
+                prove::prove_words(&rows, fde.end, words, patches, &mut proof)
+            }
+            _ if options.prove => prove::prove(&rows, fde.end, |a| image.insn(a), patches, &mut proof),
+            _ => rows,
+        };
         match spans.last_mut() {
             Some(prev) if fde.start < prev.end => {
                 if prev.start == fde.start && prev.end == fde.end && prev.rows == rows {

@@ -13,7 +13,7 @@
 //! is left alone (that branch would bring its own state). Entry and vector code (exception
 //! frames, described by `pt_regs`) is never derived.
 
-use super::flow::{self, Code, Fp, Seed, Sp, State};
+use super::flow::{self, Fp, Seed, Sp, State};
 use super::prove::Patches;
 use crate::{Kind, OrcEntry, Reg};
 
@@ -74,18 +74,8 @@ pub fn derive(
     if !start.is_multiple_of(4) || !len.is_multiple_of(4) || len == 0 {
         return None;
     }
-    let words: Vec<Option<u32>> = (0..len / 4).map(|k| insn(start + 4 * k)).collect();
-    let lo = patches.jump_labels.partition_point(|j| j.0 < start);
-    let hi = patches.jump_labels.partition_point(|j| j.0 < end);
-    let code = Code {
-        start,
-        words: &words,
-        jump_labels: patches.jump_labels.get(lo..hi).unwrap_or(&[]),
-        opaque: patches.opaque,
-        returns: patches.returns,
-        stops: patches.stops,
-        entries,
-    };
+    let words = super::prove::words(start, end, insn);
+    let code = patches.code(start, end, &words, entries);
     let states = flow::analyse(&code, Seed::Entry)?;
     let mut out: Vec<(u64, OrcEntry)> = Vec::new();
     for (k, st) in states.iter().enumerate() {

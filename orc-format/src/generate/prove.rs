@@ -131,6 +131,29 @@ pub struct Patches<'a> {
     pub stops: &'a dyn Fn(u64) -> bool,
 }
 
+impl<'a> Patches<'a> {
+    /// The machine's view of the function `[start, end)` with `words` read from it: these patch
+    /// sites, restricted to it, and `entries` as further entry points.
+    pub fn code<'c>(&'c self, start: u64, end: u64, words: &'c [Option<u32>], entries: &'c [u64]) -> Code<'c> {
+        let lo = self.jump_labels.partition_point(|j| j.0 < start);
+        let hi = self.jump_labels.partition_point(|j| j.0 < end);
+        Code {
+            start,
+            words,
+            jump_labels: self.jump_labels.get(lo..hi).unwrap_or(&[]),
+            opaque: self.opaque,
+            returns: self.returns,
+            stops: self.stops,
+            entries,
+        }
+    }
+}
+
+/// The instruction words of `[start, end)` (`None` where `insn` cannot read one).
+pub fn words(start: u64, end: u64, insn: impl Fn(u64) -> Option<u32>) -> Vec<Option<u32>> {
+    (start..end).step_by(4).map(insn).collect()
+}
+
 impl std::fmt::Debug for Patches<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Patches").field("anchor", &self.anchor).field("jump_labels", &self.jump_labels.len()).finish()
@@ -146,6 +169,19 @@ pub fn prove(
     patches: Patches<'_>,
     proof: &mut Proof,
 ) -> Vec<(u64, OrcEntry)> {
+    let start = rows.first().map_or(end, |r| r.0);
+    prove_words(rows, end, &words(start, end, insn), patches, proof)
+}
+
+/// [`prove`] with the function's words already read (`words[k]` at `start + 4k`, the first
+/// row's address).
+pub fn prove_words(
+    rows: &[(u64, OrcEntry)],
+    end: u64,
+    words: &[Option<u32>],
+    patches: Patches<'_>,
+    proof: &mut Proof,
+) -> Vec<(u64, OrcEntry)> {
     let Some(&(start, first)) = rows.first() else { return Vec::new() };
     proof.functions += 1;
     let len = end.saturating_sub(start);
@@ -154,18 +190,7 @@ pub fn prove(
         proof.note_cut(start);
         return vec![(start, OrcEntry::UNDEFINED)];
     }
-    let words: Vec<Option<u32>> = (0..len / 4).map(|k| insn(start + 4 * k)).collect();
-    let lo = patches.jump_labels.partition_point(|j| j.0 < start);
-    let hi = patches.jump_labels.partition_point(|j| j.0 < end);
-    let code = Code {
-        start,
-        words: &words,
-        jump_labels: patches.jump_labels.get(lo..hi).unwrap_or(&[]),
-        opaque: patches.opaque,
-        returns: patches.returns,
-        stops: patches.stops,
-        entries: &[],
-    };
+    let code = patches.code(start, end, words, &[]);
     // A part not entered by a call (gcc's `.cold`, entered by a branch from its parent's FDE)
     // would start from what its own first row claims, which proves nothing: its rows are cut.
     // (Seeding it from the parent's states at its branches would keep them; none of the shipped
