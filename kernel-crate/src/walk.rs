@@ -454,9 +454,8 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
                 // restored x30 and moved sp) names a slot of the caller's instead.
                 if let (true, Some(lr)) = (cur.exact, cur.lr) {
                     let va = self.cfg.layout.va_bits;
-                    if strip_pac(lr, va) != strip_pac(ra, va)
-                        && call::returns_from(self.code, strip_pac(lr, va), cur.pc)
-                    {
+                    let lr = strip_pac(lr, va);
+                    if lr != strip_pac(ra, va) && call::returns_from(self.code, lr, cur.pc) {
                         return Err(Reason::LrContradictsRow);
                     }
                 }
