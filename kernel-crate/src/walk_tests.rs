@@ -66,8 +66,20 @@ fn run_with(
     stacks: &[StackInfo],
 ) -> Run {
     let code = Code { table: table_from_rows(rows(extra)), sync_only: None, proven: true };
+    walk_code(b, start, cfg, &code, graph, stacks)
+}
+
+/// The walk of `b` from `start` through `code`, every frame recorded.
+fn walk_code<C: crate::code::CodeInfo>(
+    b: &Builder,
+    start: Start,
+    cfg: Config,
+    code: &C,
+    graph: &Graph,
+    stacks: &[StackInfo],
+) -> Run {
     let (mut pcs, mut kinds, mut witnesses) = (Vec::new(), Vec::new(), Vec::new());
-    let verdict = walk(start, &cfg, &b.mem, &StackList { stacks }, &code, graph, |f| {
+    let verdict = walk(start, &cfg, &b.mem, &StackList { stacks }, code, graph, |f| {
         pcs.push(f.pc);
         kinds.push(f.kind);
         witnesses.push(f.witness);
@@ -498,14 +510,7 @@ fn v6_12_synthetic_record_must_match_pt_regs() {
 /// The walk of `b` from `start` with the unproven (address-order) table.
 fn run_unproven(b: &Builder, start: Start, cfg: Config) -> Run {
     let code = Code { table: table_from_rows(unproven_rows()), sync_only: None, proven: false };
-    let (mut pcs, mut kinds, mut witnesses) = (Vec::new(), Vec::new(), Vec::new());
-    let verdict = walk(start, &cfg, &b.mem, &StackList { stacks: &stacks() }, &code, &Graph::default(), |f| {
-        pcs.push(f.pc);
-        kinds.push(f.kind);
-        witnesses.push(f.witness);
-        true
-    });
-    Run { verdict, pcs, kinds, witnesses }
+    walk_code(b, start, cfg, &code, &Graph::default(), &stacks())
 }
 
 /// The second witness planned for exception crossings (walk.rs, another branch), evaluated
@@ -843,15 +848,7 @@ impl crate::code::CodeInfo for WithText {
 fn run_text(b: &Builder, start: Start, rows: Vec<(u64, OrcEntry)>, calls: Option<&[(Func, Func)]>) -> Run {
     let calls = calls.map(|c| c.iter().map(|(from, to)| (from.base + CALL_RET - 4, to.base)).collect());
     let code = WithText { code: Code { table: table_from_rows(rows), sync_only: None, proven: true }, calls };
-    let (mut pcs, mut kinds, mut witnesses) = (Vec::new(), Vec::new(), Vec::new());
-    let cfg = Config::kernel(b.layout);
-    let verdict = walk(start, &cfg, &b.mem, &StackList { stacks: &stacks() }, &code, &Graph::default(), |f| {
-        pcs.push(f.pc);
-        kinds.push(f.kind);
-        witnesses.push(f.witness);
-        true
-    });
-    Run { verdict, pcs, kinds, witnesses }
+    walk_code(b, start, Config::kernel(b.layout), &code, &Graph::default(), &stacks())
 }
 
 /// A stale table: the body's row kept over `f`'s epilogue (as an address-order generator keeps
