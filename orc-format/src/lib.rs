@@ -20,6 +20,8 @@ pub mod table;
 
 #[cfg(feature = "std")]
 pub mod generate;
+#[cfg(feature = "std")]
+pub mod stdout;
 
 pub use entry::{ENTRY_SIZE, OrcEntry};
 pub use error::TableError;

@@ -22,17 +22,8 @@ macro_rules! print {
     ($($arg:tt)*) => { out(format_args!($($arg)*)) };
 }
 
-/// Writes to stdout; a reader that has gone ends the program with status 141, any other write
-/// error with status 2 and the reason.
 fn out(args: std::fmt::Arguments<'_>) {
-    use std::io::Write;
-    if let Err(e) = std::io::stdout().lock().write_fmt(args) {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(141);
-        }
-        eprintln!("orc-format: stdout: {e}");
-        std::process::exit(2);
-    }
+    orc_format::stdout::write_or_exit("orc-format", args);
 }
 
 #[derive(Parser)]
