@@ -12,44 +12,9 @@
 //! named callee cannot tail-call at all: no branch leaves its bounds and it has no indirect jump.
 //! Where the callee is not a known function (a PLT stub, a module veneer) nothing is refused.
 
+use orc_format::a64::{call_target, flow, is_indirect_call};
+
 use crate::code::CodeInfo;
-
-/// `blr`, `blraa`, `blrab`, `blraaz`, `blrabz`.
-fn is_indirect_call(i: u32) -> bool {
-    i & 0xfeff_f000 == 0xd63f_0000
-}
-
-/// The target of a `bl` at `pc`.
-pub fn bl_target(pc: u64, i: u32) -> Option<u64> {
-    if i & 0xfc00_0000 != 0x9400_0000 {
-        return None;
-    }
-    let imm = i64::from(((i << 6) as i32) >> 6); // sign-extend imm26
-    pc.checked_add_signed(imm.checked_mul(4)?)
-}
-
-/// Where a branch at `pc` goes: `Some(Some(target))` for a direct branch, `Some(None)` for an
-/// indirect jump, `None` for anything else (calls and returns included).
-fn branch(pc: u64, i: u32) -> Option<Option<u64>> {
-    let target = |imm: u32, bits: u32| {
-        let shift = 32u32.checked_sub(bits)?;
-        let off = i64::from(((imm << shift) as i32) >> shift).checked_mul(4)?;
-        pc.checked_add_signed(off)
-    };
-    if i & 0xfc00_0000 == 0x1400_0000 {
-        return Some(target(i & 0x03ff_ffff, 26)); // b
-    }
-    if i & 0xff00_0000 == 0x5400_0000 || i & 0x7e00_0000 == 0x3400_0000 {
-        return Some(target((i >> 5) & 0x7_ffff, 19)); // b.cond, cbz, cbnz
-    }
-    if i & 0x7e00_0000 == 0x3600_0000 {
-        return Some(target((i >> 5) & 0x3fff, 14)); // tbz, tbnz
-    }
-    if i & 0xfe00_0000 == 0xd600_0000 && matches!((i >> 21) & 0xf, 0b0000 | 0b1000) {
-        return Some(None); // br, braa, brab
-    }
-    None
-}
 
 /// The most instructions a callee is scanned for tail calls; a longer one is given the benefit
 /// of the doubt (it is assumed to tail-call), so the bound costs coverage of nothing.
@@ -64,10 +29,9 @@ fn may_tail_call<C: CodeInfo>(code: &C, start: u64, end: u64) -> bool {
             return true;
         }
         let Some(i) = code.insn(pc) else { return true };
-        match branch(pc, i) {
-            Some(None) => return true,
-            Some(Some(t)) if t < start || t >= end => return true,
-            _ => {}
+        let f = flow(pc, i);
+        if f.indirect || f.target.is_some_and(|t| t < start || t >= end) {
+            return true;
         }
         n = n.saturating_add(1);
         pc = match pc.checked_add(4) {
@@ -97,7 +61,7 @@ pub fn returns_from<C: CodeInfo>(code: &C, ra: u64, pc: u64) -> bool {
     let Some(at) = ra.checked_sub(4) else { return false };
     let (Some(i), Some((start, end))) = (code.insn(at), code.function(pc)) else { return false };
     let inside = |a: u64| start <= a && a < end;
-    !inside(at) && bl_target(at, i).is_some_and(inside)
+    !inside(at) && call_target(at, i).is_some_and(inside)
 }
 
 pub fn check<C: CodeInfo>(code: &C, ra: u64, callee_pc: u64) -> CallSite {
@@ -106,7 +70,7 @@ pub fn check<C: CodeInfo>(code: &C, ra: u64, callee_pc: u64) -> CallSite {
     if is_indirect_call(i) {
         return CallSite::Consistent;
     }
-    let Some(target) = bl_target(at, i) else { return CallSite::NotACall };
+    let Some(target) = call_target(at, i) else { return CallSite::NotACall };
     let Some((start, end)) = code.function(callee_pc) else { return CallSite::Consistent };
     // Called at its start, or at an inner entry point of the same function (assembly).
     if start <= target && target < end {
@@ -151,8 +115,8 @@ mod tests {
 
     #[test]
     fn calls_and_their_callees() {
-        assert_eq!(bl_target(0x104, 0x9400_003f), Some(0x200));
-        assert_eq!(bl_target(0x104, 0x97ff_ffff), Some(0x100));
+        assert_eq!(call_target(0x104, 0x9400_003f), Some(0x200));
+        assert_eq!(call_target(0x104, 0x97ff_ffff), Some(0x100));
         // g called directly, g interrupted.
         assert_eq!(check(&Img, 0x108, 0x200), CallSite::Consistent);
         // g called, h interrupted: g tail-calls.

@@ -8,6 +8,7 @@
 // The core is linked into kernels: no panicking shortcuts outside tests and the host-only generator.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod a64;
 pub mod entry;
 pub mod error;
 pub mod file;

@@ -456,41 +456,7 @@ pub fn step(s: &State, i: u32, opaque: bool) -> State {
     n
 }
 
-/// Where control goes after the instruction at `pc`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Flow {
-    pub target: Option<u64>,
-    pub falls: bool,
-    /// An indirect jump (not a return, not a call).
-    pub indirect: bool,
-}
-
-pub fn flow(pc: u64, i: u32) -> Flow {
-    let target = |imm: u32, bits: u32| pc.checked_add_signed(sext(imm, bits) * 4);
-    let f = |target, falls, indirect| Flow { target, falls, indirect };
-    if i & 0x7c00_0000 == 0x1400_0000 && i >> 31 == 0 {
-        return f(target(i & 0x03ff_ffff, 26), false, false); // b
-    }
-    if i & 0xff00_0000 == 0x5400_0000 || i & 0x7e00_0000 == 0x3400_0000 {
-        return f(target((i >> 5) & 0x7_ffff, 19), true, false); // b.cond, bc.cond, cbz, cbnz
-    }
-    if i & 0x7e00_0000 == 0x3600_0000 {
-        return f(target((i >> 5) & 0x3fff, 14), true, false); // tbz, tbnz
-    }
-    if i & 0xfe00_0000 == 0xd600_0000 {
-        return match (i >> 21) & 0xf {
-            0b0001 => f(None, true, false),          // blr and its PAC forms: a call
-            0b0000 | 0b1000 => f(None, false, true), // br, braa, brab
-            _ => f(None, false, false),              // ret, eret, drps and PAC forms
-        };
-    }
-    f(None, true, false)
-}
-
-/// The target of a direct call (`bl`).
-pub fn call_target(pc: u64, i: u32) -> Option<u64> {
-    (i & 0xfc00_0000 == 0x9400_0000).then(|| pc.checked_add_signed(sext(i & 0x03ff_ffff, 26) * 4)).flatten()
-}
+pub use crate::a64::{Flow, call_target, flow};
 
 /// `bti j` and `bti jc`: where an indirect jump may land in BTI-built code.
 fn is_jump_pad(i: u32) -> bool {
