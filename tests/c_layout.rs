@@ -142,7 +142,12 @@ mod abi {
 
     #[test]
     fn structs_match_the_header() {
-        same!(c::orcwalk_table, r::OrcwalkTable, [ip, orc, num_entries, lookup_blocks, lookup, lookup_base]);
+        same!(c::orcwalk_table, r::OrcwalkTable, [ip, orc, num_entries, lookup_blocks, lookup, lookup_base, ip_addr]);
+        same!(
+            c::orcwalk_table_file,
+            r::OrcwalkTableFile,
+            [table, image_id, image_id_len, image_id_kind, proven, error]
+        );
         same!(
             c::orcwalk_layout,
             r::OrcwalkLayout,

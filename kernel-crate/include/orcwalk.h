@@ -6,7 +6,11 @@
 #ifndef ORCWALK_H
 #define ORCWALK_H
 
+#ifdef __KERNEL__
+#include <linux/types.h>
+#else
 #include <stdbool.h>
+#endif
 
 typedef bool (*orcwalk_consume_fn)(void *cookie, unsigned long long pc);
 /* Non-faulting 8-byte read (copy_from_kernel_nofault). */
@@ -22,6 +26,18 @@ struct orcwalk_table {
 	unsigned int lookup_blocks;
 	const unsigned int *lookup;		/* lookup_blocks + 1 words, or NULL */
 	unsigned long long lookup_base;
+	unsigned long long ip_addr;		/* address slot 0 stands for: ip itself for the
+						 * linked section, file address + KASLR offset */
+};
+
+/* A table file (orc-format build) parsed by orcwalk_parse_table_file. */
+struct orcwalk_table_file {
+	struct orcwalk_table table;
+	unsigned char image_id[20];
+	unsigned int image_id_len;
+	unsigned int image_id_kind;		/* 0 none, 1 GNU build-id, 2 text hash */
+	unsigned int proven;			/* pass ORCWALK_FLAG_ROWS_PROVEN when 1 */
+	unsigned int error;			/* orcwalk_table_error_name(error) */
 };
 
 struct orcwalk_layout {
@@ -74,6 +90,17 @@ struct orcwalk_verdict {
 
 /* 0 when the table is usable; -EINVAL otherwise. Call once per table (boot, module load). */
 int orcwalk_validate_table(const struct orcwalk_table *table);
+
+/*
+ * Parses and validates a table file of len bytes for an image running slide bytes above its
+ * link address (KASLR). 0 when well formed; -ENOEXEC (not a table of this format) or -EINVAL,
+ * out->error saying why. The caller must compare out->image_id with the running image's id.
+ */
+int orcwalk_parse_table_file(const unsigned char *bytes, unsigned long long len,
+			     unsigned long long slide, struct orcwalk_table_file *out);
+const char *orcwalk_table_error_name(unsigned int error);
+/* The name of orcwalk_verdict.reason (0: "reliable"). */
+const char *orcwalk_reason_name(unsigned int reason);
 
 /* 0 when reliable, -EINVAL otherwise; out (may be NULL) receives the reason and place. */
 int orcwalk_stack_walk_reliable(orcwalk_consume_fn consume, void *cookie,

@@ -6,9 +6,9 @@
 //! walked stack is never dereferenced here: it is read through the caller's `read` callback, which
 //! in a kernel wraps `copy_from_kernel_nofault`.
 
-use core::ffi::c_void;
+use core::ffi::{CStr, c_char, c_void};
 
-use orc_format::{IndexParts, OrcTable};
+use orc_format::{IndexParts, OrcTable, TableError, TableFile};
 
 use crate::code::{TableCode, TextInMemory};
 use crate::frame::Frame;
@@ -29,6 +29,7 @@ pub type RecoverFn = extern "C" fn(ctx: *mut c_void, which: u32, fp: u64, pc: u6
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct OrcwalkTable {
+    /// The `.orc_unwind_ip` slots in memory.
     pub ip: *const u8,
     pub orc: *const u8,
     pub num_entries: u32,
@@ -36,6 +37,25 @@ pub struct OrcwalkTable {
     /// `lookup_blocks + 1` u32 words, or null.
     pub lookup: *const u32,
     pub lookup_base: u64,
+    /// The address slot 0 stands for (`ip = ip_addr + 4 * i + slot[i]`): `ip` itself for the
+    /// linked section, the table file's address plus the KASLR offset for a loaded file.
+    pub ip_addr: u64,
+}
+
+/// A table file parsed by [`orcwalk_parse_table_file`]: the table, ready for the walk, and what
+/// the caller must check before using it (that the image id is the running image's).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct OrcwalkTableFile {
+    pub table: OrcwalkTable,
+    pub image_id: [u8; 20],
+    pub image_id_len: u32,
+    /// 0 none, 1 GNU build-id, 2 text hash.
+    pub image_id_kind: u32,
+    /// 1: every row proven along control flow (pass [`FLAG_ROWS_PROVEN`] to the walk).
+    pub proven: u32,
+    /// Why the file was refused (`orcwalk_table_error_name`); 0 when accepted.
+    pub error: u32,
 }
 
 #[repr(C)]
@@ -145,6 +165,7 @@ pub struct OrcwalkVerdict {
 }
 
 const EINVAL: i32 = 22;
+const ENOEXEC: i32 = 8;
 
 struct CMemory {
     read: ReadFn,
@@ -208,7 +229,7 @@ impl Stacks for CStacks<'_> {
 /// # Safety
 /// `t.ip` and `t.orc` point to `num_entries` 4- and 8-byte slots, `t.lookup` to
 /// `lookup_blocks + 1` words or is null, all readable for the duration of the call, and `t.ip`
-/// is the address of the linked `.orc_unwind_ip` (self-relative offsets are resolved from it).
+/// stands for `t.ip_addr`.
 unsafe fn table_parts(t: &OrcwalkTable) -> Option<(&[u8], &[u8], Option<IndexParts<'_>>)> {
     if t.ip.is_null() || t.orc.is_null() {
         return None;
@@ -239,7 +260,7 @@ pub unsafe extern "C" fn orcwalk_validate_table(table: *const OrcwalkTable) -> i
     let Some(t) = (unsafe { table.as_ref() }) else { return -EINVAL };
     // SAFETY: the caller's obligations are this function's.
     let Some((ips, orc, index)) = (unsafe { table_parts(t) }) else { return -EINVAL };
-    match OrcTable::from_parts(ips, t.ip as u64, orc, index) {
+    match OrcTable::from_parts(ips, t.ip_addr, orc, index) {
         Ok(_) => 0,
         Err(_) => -EINVAL,
     }
@@ -266,7 +287,7 @@ pub unsafe extern "C" fn orcwalk_stack_walk_reliable(
         let bad = Verdict::Unreliable { reason: Reason::BadStart, pc: c.pc, fp: c.fp };
         // SAFETY: the caller's obligations.
         let Some((ips, orc, index)) = (unsafe { table_parts(&c.table) }) else { break 'v bad };
-        let Some(table) = OrcTable::from_validated_parts(ips, c.table.ip as u64, orc, index) else { break 'v bad };
+        let Some(table) = OrcTable::from_validated_parts(ips, c.table.ip_addr, orc, index) else { break 'v bad };
         let Ok(n) = usize::try_from(c.nr_stacks) else { break 'v bad };
         if c.stacks.is_null() {
             break 'v bad;
@@ -318,4 +339,127 @@ pub unsafe extern "C" fn orcwalk_stack_walk_reliable(
         *o = v;
     }
     code
+}
+
+/// Table-file refusals, as `OrcwalkTableFile::error` numbers them.
+fn table_error_code(e: &TableError) -> u32 {
+    match e {
+        TableError::Truncated { .. } => 1,
+        TableError::BadMagic => 2,
+        TableError::FormatMismatch { .. } => 3,
+        TableError::BadHeader { .. } => 4,
+        TableError::LengthMismatch { .. } => 5,
+        TableError::Unsorted { .. } => 6,
+        TableError::IpOverflow { .. } => 7,
+        TableError::ReservedValue { .. } => 8,
+        TableError::MissingTerminator => 9,
+        TableError::BadIndex { .. } => 10,
+    }
+}
+
+/// Parses and validates a table file written by `orc-format build` (`len` bytes at `bytes`) for
+/// an image loaded `slide` bytes above its link address (a kernel's KASLR offset), so that a
+/// kernel can load its table at run time. 0 and `*out` filled when the file is a well-formed
+/// table of this format; -ENOEXEC (wrong magic or format) or -EINVAL otherwise, with
+/// `out.error` saying why. The caller must still compare `out.image_id` with its own image's
+/// id: a table for other code walks wrong with every check passing.
+///
+/// # Safety
+/// `bytes` points to `len` readable bytes that stay unchanged while the table is used; `out` is
+/// writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn orcwalk_parse_table_file(
+    bytes: *const u8,
+    len: u64,
+    slide: u64,
+    out: *mut OrcwalkTableFile,
+) -> i32 {
+    // SAFETY: the caller passes a writable pointer or null.
+    let Some(out) = (unsafe { out.as_mut() }) else { return -EINVAL };
+    let empty = OrcwalkTable {
+        ip: core::ptr::null(),
+        orc: core::ptr::null(),
+        num_entries: 0,
+        lookup_blocks: 0,
+        lookup: core::ptr::null(),
+        lookup_base: 0,
+        ip_addr: 0,
+    };
+    *out = OrcwalkTableFile { table: empty, image_id: [0; 20], image_id_len: 0, image_id_kind: 0, proven: 0, error: 0 };
+    let Ok(n) = usize::try_from(len) else { return -EINVAL };
+    if bytes.is_null() {
+        out.error = 1;
+        return -EINVAL;
+    }
+    // SAFETY: the caller guarantees `len` readable bytes.
+    let data = unsafe { core::slice::from_raw_parts(bytes, n) };
+    let refuse = |out: &mut OrcwalkTableFile, e: TableError| {
+        out.error = table_error_code(&e);
+        if matches!(e, TableError::BadMagic | TableError::FormatMismatch { .. }) { -ENOEXEC } else { -EINVAL }
+    };
+    let file = match TableFile::parse(data) {
+        Ok(f) => f,
+        Err(e) => return refuse(out, e),
+    };
+    // Validated again where the code really is: the slide must not wrap any ip.
+    let (ips, orc) = file.table.raw_parts();
+    let Some(ip_addr) = file.table.ip_table_addr().checked_add(slide) else {
+        return refuse(out, TableError::IpOverflow { index: 0 });
+    };
+    let index = match file.table.index() {
+        None => None,
+        Some(ix) => match ix.base.checked_add(slide) {
+            Some(base) => Some(IndexParts { base, ..ix }),
+            None => return refuse(out, TableError::IpOverflow { index: 0 }),
+        },
+    };
+    if let Err(e) = OrcTable::from_parts(ips, ip_addr, orc, index) {
+        return refuse(out, e);
+    }
+    let id = file.image_id();
+    let id_bytes = id.bytes();
+    out.image_id.iter_mut().zip(id_bytes).for_each(|(d, s)| *d = *s);
+    out.image_id_len = id_bytes.len() as u32;
+    out.image_id_kind = id.kind() as u32;
+    out.proven = u32::from(file.proven());
+    out.table = OrcwalkTable {
+        ip: ips.as_ptr(),
+        orc: orc.as_ptr(),
+        num_entries: file.table.len(),
+        lookup_blocks: index.map_or(0, |ix| (ix.words.len() / 4).saturating_sub(1) as u32),
+        lookup: index.map_or(core::ptr::null(), |ix| ix.words.as_ptr().cast::<u32>()),
+        lookup_base: index.map_or(0, |ix| ix.base),
+        ip_addr,
+    };
+    0
+}
+
+/// The name of a table-file refusal (`OrcwalkTableFile::error`), NUL-terminated, static.
+#[unsafe(no_mangle)]
+pub extern "C" fn orcwalk_table_error_name(error: u32) -> *const c_char {
+    let s: &'static CStr = match error {
+        0 => c"accepted",
+        1 => c"truncated",
+        2 => c"not an orcwalk table (bad magic)",
+        3 => c"another table format (version or layout)",
+        4 => c"bad header field",
+        5 => c"part lengths disagree with the entry count",
+        6 => c"ips not strictly increasing",
+        7 => c"ip overflows the address space",
+        8 => c"reserved value in an entry",
+        9 => c"no terminator",
+        10 => c"lookup index disagrees with the ips",
+        _ => c"unknown error",
+    };
+    s.as_ptr()
+}
+
+/// The name of a verdict's reason (`OrcwalkVerdict::reason`: 0 reliable), NUL-terminated, static.
+#[unsafe(no_mangle)]
+pub extern "C" fn orcwalk_reason_name(reason: u32) -> *const c_char {
+    match reason.checked_sub(1).and_then(Reason::from_code) {
+        Some(r) => r.as_cstr().as_ptr(),
+        None if reason == 0 => c"reliable".as_ptr(),
+        None => c"unknown reason".as_ptr(),
+    }
 }

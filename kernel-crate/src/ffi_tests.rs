@@ -4,6 +4,7 @@
 extern crate std;
 
 use core::ffi::c_void;
+use std::borrow::ToOwned;
 use std::collections::BTreeMap;
 use std::vec::Vec;
 
@@ -58,6 +59,7 @@ impl Sections {
             lookup_blocks: 0,
             lookup: core::ptr::null(),
             lookup_base: 0,
+            ip_addr: self.ip.as_ptr() as u64,
         }
     }
 }
@@ -156,9 +158,82 @@ fn garbage_tables_are_refused() {
     // Slot 1 now resolves 4 bytes below slot 0's ip: the table is out of order.
     let off0 = i32::from_le_bytes(ip[0..4].try_into().unwrap());
     ip[4..8].copy_from_slice(&(off0 - 8).to_le_bytes());
-    let bad = OrcwalkTable { ip: ip.as_ptr(), ..s.table() };
+    let bad = OrcwalkTable { ip: ip.as_ptr(), ip_addr: ip.as_ptr() as u64, ..s.table() };
     assert_eq!(unsafe { orcwalk_validate_table(&bad) }, -22);
     assert_eq!(unsafe { orcwalk_validate_table(core::ptr::null()) }, -22);
     let null = OrcwalkTable { ip: core::ptr::null(), ..bad };
     assert_eq!(unsafe { orcwalk_validate_table(&null) }, -22);
+}
+
+/// A kernel loads its table from a file written for the link-time addresses and runs at a KASLR
+/// offset: the parsed table must resolve ips where the code is, and say whose table it is.
+#[test]
+fn table_files_load_at_the_kaslr_offset() {
+    use orc_format::{ImageId, TableFile, file};
+    let link_text = 0xffff_8000_8001_0000u64;
+    let slide = 0x1234_0000u64;
+    let entry = OrcEntry::new(Kind::Call, Reg::Sp, 0, Reg::Undefined, 0, Reg::Undefined, 0, false);
+    let ips = [link_text, link_text + 4, link_text + 0x48, link_text + 0x400];
+    let rows = [entry, framed(32), OrcEntry::UNDEFINED, OrcEntry::UNDEFINED];
+    let id = ImageId::build_id(&[0xab; 20]);
+    let bytes = file::write_with(&ips, &rows, &id, true, true).unwrap();
+
+    let mut out = core::mem::MaybeUninit::<OrcwalkTableFile>::uninit();
+    let rc = unsafe { orcwalk_parse_table_file(bytes.as_ptr(), bytes.len() as u64, slide, out.as_mut_ptr()) };
+    let out = unsafe { out.assume_init() };
+    assert_eq!((rc, out.error), (0, 0));
+    assert_eq!((out.image_id, out.image_id_len, out.image_id_kind, out.proven), ([0xab; 20], 20, 1, 1));
+    assert_eq!(unsafe { orcwalk_validate_table(&out.table) }, 0);
+    let parts = |t: &OrcwalkTable| unsafe {
+        let ip = core::slice::from_raw_parts(t.ip, t.num_entries as usize * 4);
+        let orc = core::slice::from_raw_parts(t.orc, t.num_entries as usize * 8);
+        let words = core::slice::from_raw_parts(t.lookup.cast::<u8>(), (t.lookup_blocks as usize + 1) * 4);
+        orc_format::OrcTable::from_parts(
+            ip,
+            t.ip_addr,
+            orc,
+            Some(orc_format::IndexParts { base: t.lookup_base, words }),
+        )
+        .unwrap()
+    };
+    let slid = parts(&out.table);
+    let link = TableFile::parse(&bytes).unwrap().table;
+    for pc in [link_text, link_text + 0x10, link_text + 0x100, link_text + 0x500] {
+        assert_eq!(slid.find(pc + slide).map(|(ip, e)| (ip - slide, e)), link.find(pc), "pc {pc:#x}");
+    }
+
+    // Refusals say why, and never hand out a table.
+    let refused = |bytes: &[u8], slide: u64| {
+        let mut out = core::mem::MaybeUninit::<OrcwalkTableFile>::uninit();
+        let rc = unsafe { orcwalk_parse_table_file(bytes.as_ptr(), bytes.len() as u64, slide, out.as_mut_ptr()) };
+        let out = unsafe { out.assume_init() };
+        assert!(out.table.ip.is_null() && out.table.num_entries == 0);
+        let name = unsafe { core::ffi::CStr::from_ptr(orcwalk_table_error_name(out.error)) };
+        (rc, name.to_str().unwrap().to_owned())
+    };
+    assert_eq!(refused(&bytes[..bytes.len() - 1], 0), (-22, "truncated".into()));
+    assert_eq!(refused(&bytes[..10], 0), (-22, "truncated".into()));
+    assert_eq!(refused(&[], 0), (-8, "not an orcwalk table (bad magic)".into()));
+    let mut other = bytes.clone();
+    other[16] ^= 1;
+    assert_eq!(refused(&other, 0), (-8, "another table format (version or layout)".into()));
+    // A slide that wraps the address space.
+    assert_eq!(refused(&bytes, 0x8000_0000_0000_0000), (-22, "ip overflows the address space".into()));
+    let mut unsorted = bytes.clone();
+    unsorted[80 + 4..80 + 8].copy_from_slice(&(-8i32).to_le_bytes());
+    assert_eq!(refused(&unsorted, 0).0, -22);
+    let rc = unsafe { orcwalk_parse_table_file(core::ptr::null(), 4, 0, core::ptr::null_mut()) };
+    assert_eq!(rc, -22);
+}
+
+#[test]
+fn reasons_have_c_names() {
+    let name = |r: u32| unsafe { core::ffi::CStr::from_ptr(orcwalk_reason_name(r)) }.to_str().unwrap().to_owned();
+    assert_eq!(name(0), "reliable");
+    for (i, r) in Reason::ALL.iter().enumerate() {
+        assert_eq!(*r as usize, i);
+        assert_eq!(name(i as u32 + 1), r.as_str());
+        assert_eq!(Reason::from_code(i as u32), Some(*r));
+    }
+    assert_eq!(name(Reason::ALL.len() as u32 + 1), "unknown reason");
 }

@@ -62,33 +62,71 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const fn as_str(self) -> &'static str {
+    /// The reason's name for C callers (`orcwalk_reason_name`).
+    pub const fn as_cstr(self) -> &'static core::ffi::CStr {
         match self {
-            Reason::Alignment => "bad alignment",
-            Reason::OffStack => "object off the allowed stacks",
-            Reason::StackReentered => "stack re-entered",
-            Reason::NotIncreasing => "frame addresses not increasing (loop)",
-            Reason::ReadFault => "memory read failed",
-            Reason::UnknownText => "pc not in known text",
-            Reason::MissingOrc => "no ORC entry",
-            Reason::OrcUndefined => "ORC entry undefined",
-            Reason::OrcUnexpected => "ORC type not usable here",
-            Reason::FpMismatch => "frame pointer disagrees with ORC",
-            Reason::CfaBelowCallee => "caller CFA below callee CFA",
-            Reason::LrLiveAtCall => "ORC says LR live at a call site",
-            Reason::NoFrameRecord => "caller has no frame record",
-            Reason::Trampoline => "unrecoverable trampoline",
-            Reason::BadMetaRecord => "bad meta frame record",
-            Reason::ExceptionBoundary => "exception boundary (mainline policy)",
-            Reason::SyncOnlyCfi => "interrupted pc in call-site-only CFI",
-            Reason::FpBasedCfa => "CFA on x29, unanchored",
-            Reason::BadStart => "unusable start state",
-            Reason::FrameLimit => "frame limit or consumer full",
-            Reason::NotACallSite => "return address does not follow a call",
-            Reason::WrongCallee => "return address's call leads elsewhere",
-            Reason::LrContradictsRow => "x30 contradicts the row's return-address slot",
-            Reason::BadSigframe => "bad signal frame",
+            Reason::Alignment => c"bad alignment",
+            Reason::OffStack => c"object off the allowed stacks",
+            Reason::StackReentered => c"stack re-entered",
+            Reason::NotIncreasing => c"frame addresses not increasing (loop)",
+            Reason::ReadFault => c"memory read failed",
+            Reason::UnknownText => c"pc not in known text",
+            Reason::MissingOrc => c"no ORC entry",
+            Reason::OrcUndefined => c"ORC entry undefined",
+            Reason::OrcUnexpected => c"ORC type not usable here",
+            Reason::FpMismatch => c"frame pointer disagrees with ORC",
+            Reason::CfaBelowCallee => c"caller CFA below callee CFA",
+            Reason::LrLiveAtCall => c"ORC says LR live at a call site",
+            Reason::NoFrameRecord => c"caller has no frame record",
+            Reason::Trampoline => c"unrecoverable trampoline",
+            Reason::BadMetaRecord => c"bad meta frame record",
+            Reason::ExceptionBoundary => c"exception boundary (mainline policy)",
+            Reason::SyncOnlyCfi => c"interrupted pc in call-site-only CFI",
+            Reason::FpBasedCfa => c"CFA on x29, unanchored",
+            Reason::BadStart => c"unusable start state",
+            Reason::FrameLimit => c"frame limit or consumer full",
+            Reason::NotACallSite => c"return address does not follow a call",
+            Reason::WrongCallee => c"return address's call leads elsewhere",
+            Reason::LrContradictsRow => c"x30 contradicts the row's return-address slot",
+            Reason::BadSigframe => c"bad signal frame",
         }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.as_cstr().to_str().unwrap_or("?")
+    }
+
+    /// Every reason, in discriminant order (`Reason::ALL[r as usize] == r`).
+    pub const ALL: [Reason; 24] = [
+        Reason::Alignment,
+        Reason::OffStack,
+        Reason::StackReentered,
+        Reason::NotIncreasing,
+        Reason::ReadFault,
+        Reason::UnknownText,
+        Reason::MissingOrc,
+        Reason::OrcUndefined,
+        Reason::OrcUnexpected,
+        Reason::FpMismatch,
+        Reason::CfaBelowCallee,
+        Reason::LrLiveAtCall,
+        Reason::NoFrameRecord,
+        Reason::Trampoline,
+        Reason::BadMetaRecord,
+        Reason::ExceptionBoundary,
+        Reason::SyncOnlyCfi,
+        Reason::FpBasedCfa,
+        Reason::BadStart,
+        Reason::FrameLimit,
+        Reason::NotACallSite,
+        Reason::WrongCallee,
+        Reason::LrContradictsRow,
+        Reason::BadSigframe,
+    ];
+
+    /// The reason with this discriminant (C's `reason - 1`).
+    pub fn from_code(code: u32) -> Option<Reason> {
+        Reason::ALL.get(usize::try_from(code).ok()?).copied()
     }
 }
 

@@ -71,9 +71,9 @@ fn field<const N: usize>(bytes: &[u8], off: usize) -> Result<[u8; N], TableError
         needed: HEADER_SIZE as u64,
         available: bytes.len() as u64,
     })?;
-    let mut out = [0u8; N];
-    out.copy_from_slice(slice);
-    Ok(out)
+    // `try_from`, not `copy_from_slice`: the latter keeps a length-mismatch panic the optimiser
+    // cannot always remove (opt-level "s"), and the kernel object must hold no panic path.
+    <[u8; N]>::try_from(slice).map_err(|_| TableError::BadHeader { field: "offset" })
 }
 
 fn take<'a>(bytes: &'a [u8], at: &mut usize, len: u64, part: &'static str) -> Result<&'a [u8], TableError> {

@@ -53,9 +53,8 @@ impl ImageId {
             return ImageId::NONE;
         }
         let mut bytes = [0u8; MAX_ID];
-        if let Some(dst) = bytes.get_mut(..id.len()) {
-            dst.copy_from_slice(id);
-        }
+        // Byte by byte: `copy_from_slice` keeps a length-mismatch panic at opt-level "s".
+        bytes.iter_mut().zip(id).for_each(|(d, s)| *d = *s);
         ImageId { kind, len: id.len() as u8, bytes }
     }
 

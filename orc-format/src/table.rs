@@ -153,6 +153,11 @@ impl<'a> OrcTable<'a> {
         self.ip_table_addr
     }
 
+    /// The raw `.orc_unwind_ip` and `.orc_unwind` bytes, for handing a validated table to C.
+    pub fn raw_parts(&self) -> (&'a [u8], &'a [u8]) {
+        (self.ips, self.entries)
+    }
+
     fn checked_ip(&self, i: u32) -> Option<u64> {
         let off = read_u32(self.ips, i)? as i32;
         let slot = self.ip_table_addr.checked_add(u64::from(i).checked_mul(IP_SIZE as u64)?)?;

@@ -1,0 +1,94 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * What orcwalk needs from the running kernel, found at load time: kallsyms_lookup_name through a
+ * kprobe (it is not exported), then the walkers, text and entry-text bounds, per-CPU stacks,
+ * trampolines, the KASLR offset and the running kernel's build-id (from its ELF notes).
+ */
+#include <linux/kernel.h>
+#include <linux/kprobes.h>
+#include <linux/elf.h>
+#include <linux/string.h>
+#include <asm/memory.h>
+#include "ow.h"
+
+#ifndef NT_GNU_BUILD_ID
+#define NT_GNU_BUILD_ID 3	/* include/uapi/linux/elf.h has no name for it */
+#endif
+
+struct ow_kernel ow_k;
+
+static unsigned long find_lookup(void)
+{
+	struct kprobe kp = { .symbol_name = "kallsyms_lookup_name" };
+	unsigned long addr;
+
+	if (register_kprobe(&kp))
+		return 0;
+	addr = (unsigned long)kp.addr;
+	unregister_kprobe(&kp);
+	return addr;
+}
+
+/* NT_GNU_BUILD_ID from the kernel's own notes (__start_notes .. __stop_notes). */
+static void find_build_id(void)
+{
+	unsigned long p = ow_k.lookup("__start_notes"), end = ow_k.lookup("__stop_notes");
+
+	while (p && p + sizeof(Elf64_Nhdr) <= end) {
+		const Elf64_Nhdr *n = (const void *)p;
+		unsigned long name = p + sizeof(*n);
+		unsigned long desc = name + ALIGN(n->n_namesz, 4);
+
+		if (n->n_type == NT_GNU_BUILD_ID && n->n_namesz == 4 &&
+		    !memcmp((void *)name, "GNU", 4) && n->n_descsz <= sizeof(ow_k.build_id) &&
+		    desc + n->n_descsz <= end) {
+			memcpy(ow_k.build_id, (void *)desc, n->n_descsz);
+			ow_k.build_id_len = n->n_descsz;
+			return;
+		}
+		p = desc + ALIGN(n->n_descsz, 4);
+	}
+}
+
+#define NEED(field, name)							\
+	do {									\
+		ow_k.field = (typeof(ow_k.field))ow_k.lookup(name);		\
+		if (!ow_k.field) {						\
+			pr_err("orcwalk: symbol %s not found\n", name);		\
+			return -ENOENT;						\
+		}								\
+	} while (0)
+
+int ow_kernel_init(void)
+{
+	unsigned long text;
+
+	ow_k.lookup = (void *)find_lookup();
+	if (!ow_k.lookup) {
+		pr_err("orcwalk: kallsyms_lookup_name not found through a kprobe\n");
+		return -ENOENT;
+	}
+	NEED(save_reliable, "stack_trace_save_tsk_reliable");
+	NEED(call_func, "task_call_func");
+	NEED(put_stack, "put_task_stack");
+	NEED(save_regs, "stack_trace_save_regs");
+	NEED(text_start, "_stext");
+	NEED(text_end, "_etext");
+	NEED(entry_start, "__entry_text_start");
+	NEED(entry_end, "__entry_text_end");
+	NEED(fgraph_return, "return_to_handler");
+	NEED(kretprobe_trampoline, "__kretprobe_trampoline");
+	NEED(irq_stack_ptr, "irq_stack_ptr");
+	NEED(overflow_stack, "overflow_stack");
+	text = ow_k.lookup("_text");
+	if (!text)
+		return -ENOENT;
+	/* vmlinux is linked at KIMAGE_VADDR (kaslr_offset() reads _text, which is not exported). */
+	ow_k.slide = text - KIMAGE_VADDR;
+	find_build_id();
+	if (!ow_k.build_id_len) {
+		pr_err("orcwalk: the running kernel has no GNU build-id note\n");
+		return -ENOENT;
+	}
+	return 0;
+}
