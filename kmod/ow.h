@@ -23,6 +23,7 @@ struct ow_kernel {
 	void (*put_stack)(struct task_struct *tsk);
 	unsigned int (*save_regs)(struct pt_regs *regs, unsigned long *store, unsigned int size,
 				  unsigned int skip);
+	int (*size_offset)(unsigned long addr, unsigned long *size, unsigned long *offset);
 	unsigned long text_start, text_end, entry_start, entry_end;
 	unsigned long fgraph_return, kretprobe_trampoline;
 	unsigned long irq_stack_ptr, overflow_stack;	/* per-CPU variables */
@@ -35,6 +36,9 @@ extern struct ow_kernel ow_k;
 extern struct orcwalk_context ow_base;	/* table, layout, text: filled once */
 
 int ow_kernel_init(void);
+/* orcwalk's callbacks: a non-faulting read, and function bounds from kallsyms. */
+bool ow_read(void *ctx, unsigned long long addr, unsigned long long *out);
+bool ow_function(void *ctx, unsigned long long pc, unsigned long long *start, unsigned long long *end);
 /* The module's own threads run module code, which has no table: they are not counted. */
 bool ow_is_waker(const struct task_struct *p);
 int ow_round(struct seq_file *m);

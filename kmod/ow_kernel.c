@@ -8,6 +8,7 @@
 #include <linux/kprobes.h>
 #include <linux/elf.h>
 #include <linux/string.h>
+#include <linux/uaccess.h>
 #include <asm/memory.h>
 #include "ow.h"
 
@@ -72,6 +73,7 @@ int ow_kernel_init(void)
 	NEED(call_func, "task_call_func");
 	NEED(put_stack, "put_task_stack");
 	NEED(save_regs, "stack_trace_save_regs");
+	NEED(size_offset, "kallsyms_lookup_size_offset");
 	NEED(text_start, "_stext");
 	NEED(text_end, "_etext");
 	NEED(entry_start, "__entry_text_start");
@@ -91,4 +93,21 @@ int ow_kernel_init(void)
 		return -ENOENT;
 	}
 	return 0;
+}
+
+bool ow_read(void *ctx, unsigned long long addr, unsigned long long *out)
+{
+	return !copy_from_kernel_nofault(out, (const void *)(unsigned long)addr, sizeof(*out));
+}
+
+/* The symbol holding pc, as kallsyms sizes it (up to the next symbol). */
+bool ow_function(void *ctx, unsigned long long pc, unsigned long long *start, unsigned long long *end)
+{
+	unsigned long size, offset;
+
+	if (!ow_k.size_offset(pc, &size, &offset) || !size)
+		return false;
+	*start = pc - offset;
+	*end = *start + size;
+	return true;
 }

@@ -91,6 +91,8 @@ static void fill_base(void)
 	ow_base.fgraph_return = ow_k.fgraph_return;
 	ow_base.kretprobe_trampoline = ow_k.kretprobe_trampoline;
 	ow_base.max_frames = OW_MAX_FRAMES;
+	ow_base.read = ow_read;
+	ow_base.function = ow_function;
 }
 
 /*

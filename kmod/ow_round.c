@@ -73,11 +73,6 @@ static bool consume(void *cookie, unsigned long long pc)
 	return true;
 }
 
-static bool read_nofault(void *ctx, unsigned long long addr, unsigned long long *out)
-{
-	return !copy_from_kernel_nofault(out, (const void *)(unsigned long)addr, sizeof(*out));
-}
-
 static unsigned int reason_slot(unsigned int reason)
 {
 	return reason < OW_NR_REASONS ? reason : OW_NR_REASONS - 1;
@@ -154,7 +149,6 @@ static int frozen_walk(struct task_struct *p, void *arg)
 	ctx.pc = p->thread.cpu_context.pc;
 	ctx.sp = p->thread.cpu_context.sp;
 	ctx.fp = p->thread.cpu_context.fp;
-	ctx.read = read_nofault;
 	f->preempted = chain_has_pt_regs(ctx.fp, st.low, st.high);
 
 	t0 = ktime_get_ns();
@@ -278,7 +272,6 @@ static void ipi_walk(void *arg)
 	ctx.sp = regs->sp;
 	ctx.fp = regs->regs[29];
 	ctx.lr = regs->regs[30];
-	ctx.read = read_nofault;
 	j->x30 = ptrauth_strip_kernel_insn_pac(regs->regs[30]);
 	j->oret = orcwalk_stack_walk_reliable(consume, &t, &ctx, &j->v);
 	j->on = t.n;
@@ -385,7 +378,6 @@ void ow_current_work_body(struct work_struct *w, unsigned long sp, unsigned long
 	ctx.pc = lr;
 	ctx.sp = sp;
 	ctx.fp = fp;
-	ctx.read = read_nofault;
 	cur.oret = orcwalk_stack_walk_reliable(consume, &t, &ctx, &cur.v);
 	cur.on = t.n;
 	cur.lr = ptrauth_strip_kernel_insn_pac(lr);

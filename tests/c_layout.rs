@@ -180,7 +180,8 @@ mod abi {
                 flags,
                 read,
                 recover,
-                ctx
+                ctx,
+                function
             ]
         );
         assert_eq!(c::orcwalk_stack_kind_ORCWALK_STACK_EFI, 5);

@@ -19,6 +19,10 @@ typedef bool (*orcwalk_read_fn)(void *ctx, unsigned long long addr, unsigned lon
 typedef bool (*orcwalk_recover_fn)(void *ctx, unsigned int which, unsigned long long fp,
 				   unsigned long long pc, unsigned long long *out);
 
+/* The function [*start, *end) holding pc (kallsyms_lookup_size_offset). */
+typedef bool (*orcwalk_function_fn)(void *ctx, unsigned long long pc, unsigned long long *start,
+				    unsigned long long *end);
+
 struct orcwalk_table {
 	const unsigned char *ip;		/* .orc_unwind_ip (self-relative i32) */
 	const unsigned char *orc;		/* .orc_unwind (8-byte entries) */
@@ -78,6 +82,7 @@ struct orcwalk_context {
 	orcwalk_read_fn read;
 	orcwalk_recover_fn recover;		/* may be NULL */
 	void *ctx;
+	orcwalk_function_fn function;		/* may be NULL: no call-site callee check */
 };
 
 /* reason: 0 reliable, else orcwalk::Reason discriminant + 1 (see kernel-crate/src/verdict.rs). */

@@ -129,15 +129,30 @@ impl CodeInfo for TableCode<'_> {
     }
 }
 
-/// `code` with its instructions read through `mem`: in a kernel, text is ordinary readable
-/// memory, so the walk's own reader serves (the C ABI's read callback).
-#[derive(Debug)]
-pub struct TextInMemory<'a, C, M> {
-    pub code: &'a C,
-    pub mem: &'a M,
+/// Function bounds kept outside the table: a kernel's kallsyms (the C ABI's `function` callback).
+pub trait FunctionBounds {
+    /// The function `[start, end)` containing `pc`.
+    fn function(&self, pc: u64) -> Option<(u64, u64)>;
 }
 
-impl<C: CodeInfo, M: crate::memory::Memory> CodeInfo for TextInMemory<'_, C, M> {
+/// No bounds at hand.
+impl FunctionBounds for () {
+    fn function(&self, _pc: u64) -> Option<(u64, u64)> {
+        None
+    }
+}
+
+/// `code` with its instructions read through `mem`: in a kernel, text is ordinary readable
+/// memory, so the walk's own reader serves (the C ABI's read callback); function bounds come
+/// from `functions` where it knows them.
+#[derive(Debug)]
+pub struct TextInMemory<'a, C, M, F = ()> {
+    pub code: &'a C,
+    pub mem: &'a M,
+    pub functions: &'a F,
+}
+
+impl<C: CodeInfo, M: crate::memory::Memory, F: FunctionBounds> CodeInfo for TextInMemory<'_, C, M, F> {
     fn is_text(&self, pc: u64) -> bool {
         self.code.is_text(pc)
     }
@@ -162,7 +177,7 @@ impl<C: CodeInfo, M: crate::memory::Memory> CodeInfo for TextInMemory<'_, C, M> 
         Some((word >> shift) as u32)
     }
     fn function(&self, pc: u64) -> Option<(u64, u64)> {
-        self.code.function(pc)
+        self.functions.function(pc).or_else(|| self.code.function(pc))
     }
     fn sigreturn(&self, pc: u64) -> Option<[u32; 2]> {
         self.code.sigreturn(pc)

@@ -10,7 +10,7 @@ use core::ffi::{CStr, c_char, c_void};
 
 use orc_format::{IndexParts, OrcTable, TableError, TableFile};
 
-use crate::code::{TableCode, TextInMemory};
+use crate::code::{FunctionBounds, TableCode, TextInMemory};
 use crate::frame::Frame;
 use crate::layout::KernelLayout;
 use crate::memory::Memory;
@@ -23,6 +23,8 @@ use crate::walk::{Config, EndRule, Policy, Start, walk};
 pub type ConsumeFn = extern "C" fn(cookie: *mut c_void, pc: u64) -> bool;
 /// Non-faulting 8-byte read: true and `*out` set on success.
 pub type ReadFn = extern "C" fn(ctx: *mut c_void, addr: u64, out: *mut u64) -> bool;
+/// The function `[*start, *end)` containing `pc` (a kernel's `kallsyms_lookup_size_offset`).
+pub type FunctionFn = extern "C" fn(ctx: *mut c_void, pc: u64, start: *mut u64, end: *mut u64) -> bool;
 /// Original return address for a trampoline (`which`: 0 fgraph, 1 kretprobe), keyed by fp.
 pub type RecoverFn = extern "C" fn(ctx: *mut c_void, which: u32, fp: u64, pc: u64, out: *mut u64) -> bool;
 
@@ -152,6 +154,10 @@ pub struct OrcwalkContext {
     pub read: ReadFn,
     pub recover: Option<RecoverFn>,
     pub ctx: *mut c_void,
+    /// Function bounds, or null. With them every return address's call is checked against the
+    /// function it returns from (`Reason::WrongCallee`), and x30 after an exception against the
+    /// row's return-address slot (`Reason::LrContradictsRow`).
+    pub function: Option<FunctionFn>,
 }
 
 /// The verdict in C: `reason` is `Reason as u32 + 1`, 0 when reliable.
@@ -204,6 +210,20 @@ impl ReturnRecovery for CRecovery {
             Trampoline::Kretprobe => 1,
         };
         f(self.ctx, which, fp, pc, &mut out).then_some(out)
+    }
+}
+
+struct CFunctions {
+    function: Option<FunctionFn>,
+    ctx: *mut c_void,
+}
+
+impl FunctionBounds for CFunctions {
+    fn function(&self, pc: u64) -> Option<(u64, u64)> {
+        let f = self.function?;
+        let (mut start, mut end) = (0u64, 0u64);
+        // A range that does not hold `pc` is no answer.
+        (f(self.ctx, pc, &mut start, &mut end) && start <= pc && pc < end).then_some((start, end))
     }
 }
 
@@ -323,7 +343,8 @@ pub unsafe extern "C" fn orcwalk_stack_walk_reliable(
         };
         let mem = CMemory { read: c.read, ctx: c.ctx };
         // Instructions are read like any other kernel memory, through the caller's reader.
-        let code = TextInMemory { code: &code, mem: &mem };
+        let functions = CFunctions { function: c.function, ctx: c.ctx };
+        let code = TextInMemory { code: &code, mem: &mem, functions: &functions };
         let rec =
             CRecovery { recover: c.recover, fgraph: c.fgraph_return, kretprobe: c.kretprobe_trampoline, ctx: c.ctx };
         walk(start, &cfg, &mem, &CStacks(given), &code, &rec, |f: &Frame| consume(cookie, f.pc))

@@ -108,6 +108,7 @@ fn context(s: &Sections, mem: &BTreeMap<u64, u64>, stack: &OrcwalkStack, pc: u64
         read,
         recover: None,
         ctx: mem as *const _ as *mut c_void,
+        function: None,
     }
 }
 
@@ -236,4 +237,51 @@ fn reasons_have_c_names() {
         assert_eq!(Reason::from_code(i as u32), Some(*r));
     }
     assert_eq!(name(Reason::ALL.len() as u32 + 1), "unknown reason");
+}
+
+/// With function bounds (a kernel's kallsyms), the call before a return address must lead to the
+/// function it returns from; without them the same stack passes on the other witnesses.
+#[test]
+fn function_bounds_check_the_callee() {
+    extern "C" fn bounds(_ctx: *mut c_void, pc: u64, start: *mut u64, end: *mut u64) -> bool {
+        let text = pc & !0xfff;
+        let f =
+            [(0x100, 0x148), (0x200, 0x248), (0x300, 0x304)].into_iter().find(|f| text + f.0 <= pc && pc < text + f.1);
+        f.is_some_and(|(s, e)| {
+            unsafe { (*start, *end) = (text + s, text + e) };
+            true
+        })
+    }
+    let s = sections();
+    let l = KernelLayout::V6_13;
+    let regs = TASK_HIGH - l.pt_regs_size;
+    let fin = regs + l.stackframe;
+    let mut mem = BTreeMap::new();
+    mem.insert(fin, 0);
+    mem.insert(fin + 8, 0);
+    mem.insert(fin + 16, META_FINAL);
+    let a_rec = regs - 32;
+    mem.insert(a_rec, fin);
+    mem.insert(a_rec + 8, s.text + 0x8010);
+    let b_rec = a_rec - 48;
+    mem.insert(b_rec, a_rec);
+    mem.insert(b_rec + 8, s.text + 0x120);
+    let nop = 0xd503_201fu64;
+    mem.insert(s.text + 0x300, 0xd65f_03c0 | nop << 32); // C: ret, a leaf that tail-calls nothing
+    let stack = OrcwalkStack { low: TASK_LOW, high: TASK_HIGH, kind: 0, pad: 0 };
+    let run = |mem: &BTreeMap<u64, u64>, function: Option<FunctionFn>| {
+        let ctx = OrcwalkContext { function, ..context(&s, mem, &stack, s.text + 0x220, b_rec, b_rec) };
+        let mut v = OrcwalkVerdict::default();
+        let rc = unsafe {
+            orcwalk_stack_walk_reliable(consume, &mut Vec::<u64>::new() as *mut _ as *mut c_void, &ctx, &mut v)
+        };
+        (rc, v.reason, v.pc)
+    };
+    // A's call at 0x11c is `bl B`.
+    mem.insert(s.text + 0x118, nop | 0x9400_0039 << 32);
+    assert_eq!(run(&mem, Some(bounds)), (0, 0, 0));
+    // `bl C`: B's return address was read from a slot that holds another call's.
+    mem.insert(s.text + 0x118, nop | 0x9400_0079 << 32);
+    assert_eq!(run(&mem, Some(bounds)), (-22, Reason::WrongCallee as u32 + 1, s.text + 0x220));
+    assert_eq!(run(&mem, None), (0, 0, 0));
 }
