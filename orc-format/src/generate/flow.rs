@@ -445,6 +445,17 @@ pub fn step(s: &State, i: u32, opaque: bool) -> State {
         }
         return n;
     }
+    // SME's ZA and ZT0 fills and spills (bit 31 set, bits 28:25 = 0000, which the decoder calls
+    // "everything"): `ldr`/`str za[wv, #o], [xn, #o, mul vl]` and `ldr`/`str zt0, [xn]` (bit 21:
+    // store), the kernel's `sme_load_state`/`sme_save_state`. They read wv and xn|sp and write
+    // only ZA, ZT0 or memory: no general register, no writeback. The rest of SME stays
+    // "everything" (`movt xt, zt0[...]` writes a general register).
+    if i & 0xffdf_9c10 == 0xe100_0000 || i & 0xffdf_fc1f == 0xe11f_8000 {
+        if i & 0x0020_0000 != 0 && matches!((i >> 5) & 31, 29 | 31) {
+            n.forget_slots(); // a store through sp or x29 may hit a save slot
+        }
+        return n;
+    }
     // Everything else: what it may write is lost; a memory access through sp or x29 that the
     // machine does not model may hit a save slot.
     let w = writes(i);

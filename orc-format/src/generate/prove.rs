@@ -659,6 +659,43 @@ mod tests {
         assert_eq!(out.last(), Some(&(0x0c, OrcEntry::UNDEFINED)), "{out:x?}");
     }
 
+    /// `fpsimd_restore_current_state` (Debian 7.2 vmlinux): `sme_load_state` fills ZA
+    /// (`ldr za[w12, 0], [x0]` in a loop) and ZT0 (`ldr zt0, [x2]`) with the frame up. As SME
+    /// "everything" they made sp, x29 and x30 unknown, and every row after them was cut
+    /// (through the `bl __local_bh_enable_ip` its walk returns to). They write no general
+    /// register; a spill through sp or x29 may still hit the save slots, and other SME
+    /// instructions stay "everything".
+    #[test]
+    fn sme_za_and_zt0_fills_keep_the_frame() {
+        let with = |sme: u32| -> Vec<(u64, OrcEntry)> {
+            let code: &[(u64, u32)] = &[
+                (0x00, 0xa9bf7bfd), // stp x29, x30, [sp, #-16]!
+                (0x04, 0x910003fd), // mov x29, sp
+                (0x08, 0xe1000000), // ldr za[w12, 0], [x0]
+                (0x0c, sme),
+                (0x10, 0x94000000), // bl
+                (0x14, 0xa8c17bfd), // ldp x29, x30, [sp], #16
+                (0x18, 0xd65f03c0), // ret
+            ];
+            let saved = call(Reg::Sp, 16, Reg::PrevSp, -16, Reg::PrevSp, -8);
+            run(code, &[(0x00, ENTRY), (0x04, saved), (0x18, ENTRY)], 0x1c).0
+        };
+        let saved = call(Reg::Sp, 16, Reg::PrevSp, -16, Reg::PrevSp, -8);
+        let whole = vec![(0x00, ENTRY), (0x04, saved), (0x18, ENTRY)];
+        assert_eq!(with(0xe11f8040), whole); // ldr zt0, [x2]
+        assert_eq!(with(0xe13f8040), whole); // str zt0, [x2]
+        assert_eq!(with(0xe1200020), whole); // str za[w12, 0], [x1]
+        // Spills onto the frame record, and an SME instruction the machine does not model.
+        for sme in [
+            0xe12003e0, // str za[w12, 0], [sp]
+            0xe12063a1, // str za[w15, 1], [x29, #1, mul vl]
+            0xe13f83a0, // str zt0, [x29]
+            0xc00800ff, // zero {za}
+        ] {
+            assert!(with(sme).contains(&(0x10, OrcEntry::UNDEFINED)), "{sme:#x}: {:x?}", with(sme));
+        }
+    }
+
     /// A tail call through a pointer loaded from memory (`ldr x16, [x0]; ...; br x16` with the
     /// frame torn down) does not feed a framed jump table's targets: their rows stay proven.
     #[test]
