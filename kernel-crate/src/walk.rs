@@ -17,7 +17,7 @@ use crate::frame::{Frame, FrameKind, Witness};
 use crate::layout::{KernelLayout, META_FINAL, META_PT_REGS, sigframe};
 use crate::memory::Memory;
 use crate::pac::strip_pac;
-use crate::recovery::ReturnRecovery;
+use crate::recovery::{ReturnRecovery, Trampoline};
 use crate::stacks::{StackInfo, StackKind, Stacks};
 use crate::verdict::{Reason, Verdict};
 
@@ -198,7 +198,17 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
     ) -> Result<(u64, FrameKind), Reason> {
         let mut pc = strip_pac(raw, self.cfg.layout.va_bits);
         let mut kind = kind;
-        if let Some(t) = self.recovery.trampoline(pc) {
+        // Both trampolines can stand for one return address (the function-graph tracer and a
+        // kretprobe on the same function), stacked in either order: each is undone once.
+        let (mut fgraph, mut kretprobe) = (false, false);
+        while let Some(t) = self.recovery.trampoline(pc) {
+            let seen = match t {
+                Trampoline::FgraphReturn => &mut fgraph,
+                Trampoline::Kretprobe => &mut kretprobe,
+            };
+            if core::mem::replace(seen, true) {
+                return Err(Reason::Trampoline);
+            }
             let orig = self.recovery.recover(t, record_fp, pc).ok_or(Reason::Trampoline)?;
             pc = strip_pac(orig, self.cfg.layout.va_bits);
             kind = FrameKind::Recovered;

@@ -9,6 +9,7 @@ use std::vec::Vec;
 use orc_format::{Kind, OrcEntry, Reg};
 
 use crate::frame::Witness;
+use crate::recovery::{ReturnRecovery, Trampoline};
 use crate::stacks::StackInfo;
 use crate::testkit::*;
 use crate::{Config, EndRule, FrameKind, KernelLayout, Policy, Reason, StackList, Start, Verdict, walk};
@@ -62,7 +63,7 @@ fn run_with(
     start: Start,
     cfg: Config,
     extra: &[(u64, OrcEntry)],
-    graph: &Graph,
+    graph: &impl ReturnRecovery,
     stacks: &[StackInfo],
 ) -> Run {
     let code = Code { table: table_from_rows(rows(extra)), sync_only: None, proven: true };
@@ -75,7 +76,7 @@ fn walk_code<C: crate::code::CodeInfo>(
     start: Start,
     cfg: Config,
     code: &C,
-    graph: &Graph,
+    graph: &impl ReturnRecovery,
     stacks: &[StackInfo],
 ) -> Run {
     let (mut pcs, mut kinds, mut witnesses) = (Vec::new(), Vec::new(), Vec::new());
@@ -323,6 +324,44 @@ fn trampolines_recovered_or_unreliable() {
     assert_eq!(r.verdict, Verdict::Reliable);
     assert_eq!(r.pcs, b.expected());
     assert_eq!(r.kinds[1], FrameKind::Recovered);
+}
+
+/// The function-graph tracer and a kretprobe on the same function: the record holds one
+/// trampoline, whose original is the other (seen in Debian's 7.2 with both on anon_pipe_read).
+#[test]
+fn stacked_trampolines_recovered_in_turn() {
+    const KRETPROBE: u64 = TRAMPOLINE + 0x40;
+    struct Both(u64, u64, bool);
+    impl ReturnRecovery for Both {
+        fn trampoline(&self, pc: u64) -> Option<Trampoline> {
+            match pc {
+                TRAMPOLINE => Some(Trampoline::FgraphReturn),
+                KRETPROBE => Some(Trampoline::Kretprobe),
+                _ => None,
+            }
+        }
+        fn recover(&self, which: Trampoline, fp: u64, _pc: u64) -> Option<u64> {
+            (fp == self.0).then_some(match (which, self.2) {
+                (Trampoline::FgraphReturn, _) => KRETPROBE,
+                (Trampoline::Kretprobe, false) => self.1,
+                // A broken recovery that hands back the trampoline it was asked about.
+                (Trampoline::Kretprobe, true) => KRETPROBE,
+            })
+        }
+    }
+    let layout = KernelLayout::V6_13;
+    let mut b = chain();
+    let rec = b.fp;
+    let orig = b.mem.0[&(rec + 8)];
+    let caller_fp = b.mem.0[&rec];
+    b.w(rec + 8, TRAMPOLINE);
+    let r = run_with(&b, b.start_call(), Config::kernel(layout), &[], &Both(caller_fp, orig, false), &stacks());
+    assert_eq!(r.verdict, Verdict::Reliable);
+    assert_eq!(r.pcs, b.expected());
+    assert_eq!(r.kinds[1], FrameKind::Recovered);
+    // Each trampoline is undone once: a loop between them is refused.
+    let r = run_with(&b, b.start_call(), Config::kernel(layout), &[], &Both(caller_fp, orig, true), &stacks());
+    assert_eq!(reason(&r), Some(Reason::Trampoline));
 }
 
 #[test]
