@@ -24,6 +24,9 @@ struct ow_kernel {
 	unsigned int (*save_regs)(struct pt_regs *regs, unsigned long *store, unsigned int size,
 				  unsigned int skip);
 	int (*size_offset)(unsigned long addr, unsigned long *size, unsigned long *offset);
+	unsigned long (*graph_ret_addr)(struct task_struct *task, int *idx, unsigned long ret,
+					unsigned long *retp);
+	unsigned long (*kretprobe_ret_addr)(struct task_struct *tsk, void *fp, struct llist_node **cur);
 	unsigned long text_start, text_end, entry_start, entry_end;
 	unsigned long fgraph_return, kretprobe_trampoline;
 	unsigned long irq_stack_ptr, overflow_stack;	/* per-CPU variables */
@@ -36,12 +39,24 @@ extern struct ow_kernel ow_k;
 extern struct orcwalk_context ow_base;	/* table, layout, text: filled once */
 
 int ow_kernel_init(void);
-/* orcwalk's callbacks: a non-faulting read, and function bounds from kallsyms. */
+/* One walk's callback state (orcwalk_context.ctx): the task, and where the trampoline lookups
+ * stand, as arm64's own unwinder keeps them (kunwind_state.graph_idx, kr_cur). */
+struct ow_walk {
+	struct task_struct *task;
+	int graph_idx;
+	struct llist_node *kr_cur;
+};
+
+/* orcwalk's callbacks: a non-faulting read, function bounds from kallsyms, and the return
+ * addresses that ftrace's return_to_handler and the kretprobe trampoline stand in for. */
+bool ow_recover(void *ctx, unsigned int which, unsigned long long fp, unsigned long long pc,
+		unsigned long long *out);
 bool ow_read(void *ctx, unsigned long long addr, unsigned long long *out);
 bool ow_function(void *ctx, unsigned long long pc, unsigned long long *start, unsigned long long *end);
 /* The module's own threads run module code, which has no table: they are not counted. */
 bool ow_is_waker(const struct task_struct *p);
 int ow_round(struct seq_file *m);
 void ow_total(struct seq_file *m);
+void ow_reset(void);
 
 #endif

@@ -74,6 +74,8 @@ int ow_kernel_init(void)
 	NEED(put_stack, "put_task_stack");
 	NEED(save_regs, "stack_trace_save_regs");
 	NEED(size_offset, "kallsyms_lookup_size_offset");
+	NEED(graph_ret_addr, "ftrace_graph_ret_addr");
+	NEED(kretprobe_ret_addr, "kretprobe_find_ret_addr");
 	NEED(text_start, "_stext");
 	NEED(text_end, "_etext");
 	NEED(entry_start, "__entry_text_start");
@@ -109,5 +111,29 @@ bool ow_function(void *ctx, unsigned long long pc, unsigned long long *start, un
 		return false;
 	*start = pc - offset;
 	*end = *start + size;
+	return true;
+}
+
+/* As kunwind_recover_return_address(): keyed by the caller's frame pointer. */
+bool ow_recover(void *ctx, unsigned int which, unsigned long long fp, unsigned long long pc,
+		unsigned long long *out)
+{
+	struct ow_walk *w = ctx;
+	unsigned long orig;
+
+	if (!w)
+		return false;
+	if (which == 0) {
+		if (!w->task->ret_stack)
+			return false;
+		orig = ow_k.graph_ret_addr(w->task, &w->graph_idx, pc, (unsigned long *)(unsigned long)fp);
+		if (orig == pc)
+			return false;
+	} else {
+		orig = ow_k.kretprobe_ret_addr(w->task, (void *)(unsigned long)fp, &w->kr_cur);
+		if (!orig)
+			return false;
+	}
+	*out = orig;
 	return true;
 }

@@ -4,7 +4,7 @@
  * vmlinux (request_firmware, /lib/firmware/<table>), refuses any table that is not this kernel's,
  * and offers the comparison rounds through debugfs:
  *   /sys/kernel/debug/orcwalk/round   each read runs one round and prints its counts
- *   /sys/kernel/debug/orcwalk/total   the counts of every round so far
+ *   /sys/kernel/debug/orcwalk/total   the counts of every round so far (a write resets them)
  */
 #include <linux/module.h>
 #include <linux/debugfs.h>
@@ -93,6 +93,7 @@ static void fill_base(void)
 	ow_base.max_frames = OW_MAX_FRAMES;
 	ow_base.read = ow_read;
 	ow_base.function = ow_function;
+	ow_base.recover = ow_recover;
 }
 
 /*
@@ -159,7 +160,28 @@ static int total_show(struct seq_file *m, void *v)
 	mutex_unlock(&round_lock);
 	return 0;
 }
-DEFINE_SHOW_ATTRIBUTE(total);
+static int total_open(struct inode *inode, struct file *file)
+{
+	return single_open(file, total_show, inode->i_private);
+}
+
+/* Any write starts the totals afresh (a new phase of the run). */
+static ssize_t total_write(struct file *file, const char __user *buf, size_t len, loff_t *pos)
+{
+	mutex_lock(&round_lock);
+	ow_reset();
+	mutex_unlock(&round_lock);
+	return len;
+}
+
+static const struct file_operations total_fops = {
+	.owner = THIS_MODULE,
+	.open = total_open,
+	.read = seq_read,
+	.write = total_write,
+	.llseek = seq_lseek,
+	.release = single_release,
+};
 
 static int __init ow_init(void)
 {
@@ -173,7 +195,7 @@ static int __init ow_init(void)
 	fill_base();
 	dir = debugfs_create_dir("orcwalk", NULL);
 	debugfs_create_file("round", 0400, dir, NULL, &round_fops);
-	debugfs_create_file("total", 0400, dir, NULL, &total_fops);
+	debugfs_create_file("total", 0600, dir, NULL, &total_fops);
 	if (wakers)
 		start_wakers();
 	return 0;

@@ -87,14 +87,15 @@ static void show_trace(const char *who, const unsigned long *pcs, int n)
 		pr_info("orcwalk:     %pS\n", (void *)pcs[i]);
 }
 
-static void show_reason(const char *what, struct task_struct *p, const struct orcwalk_verdict *v)
+static bool show_reason(const char *what, struct task_struct *p, const struct orcwalk_verdict *v)
 {
 	unsigned int r = reason_slot(v->reason);
 
 	if (shown_reason[r]++ >= OW_SHOW_REASON)
-		return;
+		return false;
 	pr_info("orcwalk: %s: %s[%d]: %s at %pS (fp %llx)\n", what, p->comm, p->pid,
 		orcwalk_reason_name(v->reason), (void *)(unsigned long)v->pc, v->fp);
+	return true;
 }
 
 /* A PT_REGS meta record in the task's frame-record chain: it was stopped by an interrupt in
@@ -132,6 +133,7 @@ static int frozen_walk(struct task_struct *p, void *arg)
 {
 	struct frozen *f = arg;
 	struct orcwalk_context ctx = ow_base;
+	struct ow_walk w = { .task = p };
 	struct orcwalk_stack st;
 	struct ow_trace t = { .pcs = obuf };
 	unsigned long stack;
@@ -146,6 +148,7 @@ static int frozen_walk(struct task_struct *p, void *arg)
 	ctx.stacks = &st;
 	ctx.nr_stacks = 1;
 	ctx.task_stack_only = 1;
+	ctx.ctx = &w;
 	ctx.pc = p->thread.cpu_context.pc;
 	ctx.sp = p->thread.cpu_context.sp;
 	ctx.fp = p->thread.cpu_context.fp;
@@ -187,7 +190,8 @@ static void count_frozen(struct task_struct *p, struct frozen *f)
 	} else if (k) {
 		c->kernel_only++;
 		c->reason_kernel_only[reason_slot(f->v.reason)]++;
-		show_reason("kernel reliable, orcwalk not", p, &f->v);
+		if (show_reason("kernel reliable, orcwalk not", p, &f->v))
+			show_trace("kernel", kbuf, f->kn);
 	} else if (o) {
 		c->orcwalk_only++;
 		c->kernel_err_orcwalk_only[f->kn == -EINVAL ? 0 : 1]++;
@@ -246,6 +250,7 @@ static void ipi_walk(void *arg)
 	struct pt_regs *regs = get_irq_regs();
 	struct orcwalk_context ctx = ow_base;
 	struct orcwalk_stack st[3];
+	struct ow_walk w = { .task = current };
 	struct ow_trace t = { .pcs = ibuf };
 	unsigned long task = (unsigned long)task_stack_page(current);
 	unsigned long irq = (unsigned long)*per_cpu_ptr((unsigned long **)ow_k.irq_stack_ptr, smp_processor_id());
@@ -267,6 +272,7 @@ static void ipi_walk(void *arg)
 					 .kind = ORCWALK_STACK_OVERFLOW };
 	ctx.stacks = st;
 	ctx.nr_stacks = 3;
+	ctx.ctx = &w;
 	ctx.start_regs = 1;
 	ctx.pc = regs->pc;
 	ctx.sp = regs->sp;
@@ -356,7 +362,7 @@ static void walk_running(void)
 /* (c) ------------------------------------------------------------------------------------- */
 
 void ow_current_work(struct work_struct *w);
-void ow_current_work_body(struct work_struct *w, unsigned long sp, unsigned long fp,
+void ow_current_work_body(struct work_struct *work, unsigned long sp, unsigned long fp,
 			  unsigned long lr);
 
 static struct {
@@ -365,16 +371,18 @@ static struct {
 	struct orcwalk_verdict v;
 } cur;
 
-void ow_current_work_body(struct work_struct *w, unsigned long sp, unsigned long fp,
+void ow_current_work_body(struct work_struct *work, unsigned long sp, unsigned long fp,
 			  unsigned long lr)
 {
 	struct orcwalk_context ctx = ow_base;
 	unsigned long task = (unsigned long)task_stack_page(current);
 	struct orcwalk_stack st = { .low = task, .high = task + THREAD_SIZE, .kind = ORCWALK_STACK_TASK };
 	struct ow_trace t = { .pcs = obuf };
+	struct ow_walk w = { .task = current };
 
 	ctx.stacks = &st;
 	ctx.nr_stacks = 1;
+	ctx.ctx = &w;
 	ctx.pc = lr;
 	ctx.sp = sp;
 	ctx.fp = fp;
@@ -491,4 +499,9 @@ int ow_round(struct seq_file *m)
 void ow_total(struct seq_file *m)
 {
 	show(m, "total", &total);
+}
+
+void ow_reset(void)
+{
+	memset(&total, 0, sizeof(total));
 }
