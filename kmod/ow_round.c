@@ -54,6 +54,31 @@ struct ow_stats {
 };
 
 static struct ow_stats total, now;
+
+/* Where orcwalk refused, by reason and function: every refusal named, not only the first few. */
+#define OW_WHERE	32
+static struct ow_where {
+	unsigned int reason;
+	unsigned long func;
+	u64 n;
+} where[OW_WHERE];
+
+static void count_where(const struct orcwalk_verdict *v)
+{
+	unsigned long size, offset, func = v->pc;
+	int i;
+
+	if (ow_k.size_offset(v->pc, &size, &offset))
+		func = v->pc - offset;
+	for (i = 0; i < OW_WHERE; i++) {
+		if (!where[i].n)
+			where[i] = (struct ow_where) { .reason = v->reason, .func = func };
+		if (where[i].reason == v->reason && where[i].func == func) {
+			where[i].n++;
+			return;
+		}
+	}
+}
 static struct task_struct *tasks[OW_MAX_TASKS];
 static unsigned long kbuf[OW_MAX_FRAMES], obuf[OW_MAX_FRAMES];
 static unsigned int shown_diffs, shown_reason[OW_NR_REASONS];
@@ -91,6 +116,7 @@ static bool show_reason(const char *what, struct task_struct *p, const struct or
 {
 	unsigned int r = reason_slot(v->reason);
 
+	count_where(v);
 	if (shown_reason[r]++ >= OW_SHOW_REASON)
 		return false;
 	pr_info("orcwalk: %s: %s[%d]: %s at %pS (fp %llx)\n", what, p->comm, p->pid,
@@ -198,6 +224,7 @@ static void count_frozen(struct task_struct *p, struct frozen *f)
 	} else {
 		c->neither++;
 		c->reason_neither[reason_slot(f->v.reason)]++;
+		count_where(&f->v);
 	}
 }
 
@@ -337,6 +364,7 @@ static void walk_running(void)
 		now.ipi_kernel_reliable += j.kernel_reliable;
 		if (j.oret) {
 			now.ipi_reason[reason_slot(j.v.reason)]++;
+			count_where(&j.v);
 			if (shown_reason[reason_slot(j.v.reason)]++ < OW_SHOW_REASON)
 				pr_info("orcwalk: running %s: %s at %pS\n", j.comm,
 					orcwalk_reason_name(j.v.reason), (void *)(unsigned long)j.v.pc);
@@ -403,6 +431,7 @@ static void walk_current(void)
 	destroy_work_on_stack(&w);
 	now.cur++;
 	if (cur.oret) {
+		count_where(&cur.v);
 		now.cur_orcwalk_unreliable++;
 		now.cur_reason[reason_slot(cur.v.reason)]++;
 	}
@@ -498,10 +527,16 @@ int ow_round(struct seq_file *m)
 
 void ow_total(struct seq_file *m)
 {
+	int i;
+
 	show(m, "total", &total);
+	for (i = 0; i < OW_WHERE && where[i].n; i++)
+		seq_printf(m, " where n=%llu at=%ps reason=%s\n", where[i].n, (void *)where[i].func,
+			   orcwalk_reason_name(where[i].reason));
 }
 
 void ow_reset(void)
 {
 	memset(&total, 0, sizeof(total));
+	memset(where, 0, sizeof(where));
 }
