@@ -43,6 +43,8 @@ int ow_kernel_init(void);
  * stand, as arm64's own unwinder keeps them (kunwind_state.graph_idx, kr_cur). */
 struct ow_walk {
 	struct task_struct *task;
+	const struct orcwalk_stack *stacks;	/* the walk's stacks, pinned while it runs */
+	unsigned int nr_stacks;
 	int graph_idx;
 	struct llist_node *kr_cur;
 };

@@ -97,8 +97,30 @@ int ow_kernel_init(void)
 	return 0;
 }
 
+static bool within(unsigned long long addr, unsigned long long low, unsigned long long high)
+{
+	return addr >= low && addr < high && high - addr >= 8;
+}
+
+/*
+ * The walk's stacks (pinned for the walk) and kernel text are always mapped: read them directly,
+ * as the kernel's own unwinder reads stacks. Anything else goes through the non-faulting copy.
+ */
 bool ow_read(void *ctx, unsigned long long addr, unsigned long long *out)
 {
+	const struct ow_walk *w = ctx;
+	unsigned int i;
+
+	if (!(addr & 7)) {
+		bool mapped = within(addr, ow_k.text_start, ow_k.text_end);
+
+		for (i = 0; w && !mapped && i < w->nr_stacks; i++)
+			mapped = within(addr, w->stacks[i].low, w->stacks[i].high);
+		if (mapped) {
+			*out = READ_ONCE(*(const unsigned long long *)(unsigned long)addr);
+			return true;
+		}
+	}
 	return !copy_from_kernel_nofault(out, (const void *)(unsigned long)addr, sizeof(*out));
 }
 

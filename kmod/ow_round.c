@@ -171,8 +171,8 @@ static int frozen_walk(struct task_struct *p, void *arg)
 	if (!stack)
 		return -ESRCH;
 	st = (struct orcwalk_stack) { .low = stack, .high = stack + THREAD_SIZE, .kind = ORCWALK_STACK_TASK };
-	ctx.stacks = &st;
-	ctx.nr_stacks = 1;
+	ctx.stacks = w.stacks = &st;
+	ctx.nr_stacks = w.nr_stacks = 1;
 	ctx.task_stack_only = 1;
 	ctx.ctx = &w;
 	ctx.pc = p->thread.cpu_context.pc;
@@ -297,8 +297,8 @@ static void ipi_walk(void *arg)
 	st[1] = (struct orcwalk_stack) { .low = irq, .high = irq + IRQ_STACK_SIZE, .kind = ORCWALK_STACK_IRQ };
 	st[2] = (struct orcwalk_stack) { .low = ovf, .high = ovf + OVERFLOW_STACK_SIZE,
 					 .kind = ORCWALK_STACK_OVERFLOW };
-	ctx.stacks = st;
-	ctx.nr_stacks = 3;
+	ctx.stacks = w.stacks = st;
+	ctx.nr_stacks = w.nr_stacks = 3;
 	ctx.ctx = &w;
 	ctx.start_regs = 1;
 	ctx.pc = regs->pc;
@@ -408,8 +408,8 @@ void ow_current_work_body(struct work_struct *work, unsigned long sp, unsigned l
 	struct ow_trace t = { .pcs = obuf };
 	struct ow_walk w = { .task = current };
 
-	ctx.stacks = &st;
-	ctx.nr_stacks = 1;
+	ctx.stacks = w.stacks = &st;
+	ctx.nr_stacks = w.nr_stacks = 1;
 	ctx.ctx = &w;
 	ctx.pc = lr;
 	ctx.sp = sp;
