@@ -126,3 +126,30 @@ fn a_reader_that_stops_early_ends_dump_quietly() {
     assert!(err.is_empty(), "stderr: {err}");
     assert_eq!(out.status.code(), Some(141), "stderr: {err}");
 }
+
+/// A kernel's `_text` is a linker-script symbol without a type (so is `_edata` here): the ELF
+/// object is anchored to it all the same (the first kernel build stopped at "no text symbol").
+#[test]
+fn elf_object_anchors_to_an_untyped_symbol() {
+    let elf = fixture("shapes-gcc-O2-fp");
+    let obj = tmp("untyped.o");
+    let out = bin()
+        .arg("build")
+        .arg(&elf)
+        .arg("-o")
+        .arg(&obj)
+        .args(["--elf-object", "--text-symbol", "_edata"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = bin()
+        .arg("build")
+        .arg(&elf)
+        .arg("-o")
+        .arg(&obj)
+        .args(["--elf-object", "--text-symbol", "no_such_symbol"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no text symbol `no_such_symbol`"));
+}

@@ -89,11 +89,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             let options = generate::Options { prove: !unproven, anchor: !unproven };
             let generated = generate::generate_with(&image, options).map_err(err(&elf))?;
             let out = if elf_object {
-                let addr = image
-                    .symbols
-                    .iter()
-                    .find(|s| s.2 == text_symbol)
-                    .map(|s| s.0)
+                let addr = generate::elf::symbol_address(&cache, &text_symbol)
                     .ok_or_else(|| format!("{}: no text symbol `{text_symbol}`", elf.display()))?;
                 generate::sections::write_object(&generated, &text_symbol, addr).map_err(err(&elf))?
             } else {

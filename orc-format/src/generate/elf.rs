@@ -282,3 +282,11 @@ impl<'a> ElfImage<'a> {
         }
     }
 }
+
+/// The address of symbol `name`, of any kind: a kernel's `_text` is a linker-script symbol
+/// without a type, which [`ElfImage::symbols`] (functions only) leaves out.
+pub fn symbol_address<'d, R: object::ReadRef<'d>>(data: R, name: &str) -> Option<u64> {
+    use object::{Object, ObjectSymbol};
+    let file = object::File::parse(data).ok()?;
+    file.symbols().find(|s| s.name() == Ok(name) && !s.is_undefined()).map(|s| s.address())
+}
