@@ -1,6 +1,7 @@
 //! The shipped kernel corpora (`tests/corpus/kernel/<kernel>`, captured by
 //! scripts/capture-kernel-corpus from Debian's 6.12 cloud kernel and 7.2 PREEMPT_RT kernel in
-//! qemu-system-aarch64, the 7.2 kernel also at EL2 with VHE and pointer authentication): zero
+//! qemu-system-aarch64, the 7.2 kernel also at EL2 with VHE and pointer authentication, and our own
+//! LLVM-built 7.2 kernel with pointer authentication): zero
 //! false-reliable verdicts under every policy and opt-in, coverage held above the measured floor,
 //! the truth complete often enough to mean something, and each corpus replayed against the ORC
 //! table of its own vmlinux.
@@ -12,7 +13,7 @@ use orcwalk::{FrameKind, Policy};
 use orcwalk_sim::dump::Dump;
 use orcwalk_sim::replay::{Mode, Summary, replay_with};
 
-/// `(corpus, samples at least, floor, strict floor)`, measured on the shipped corpora
+/// `(corpus, samples at least, floor, strict floor, truth complete at least)`, measured on the shipped corpora
 /// (`./scripts/run`, `./scripts/run --strict`): CPUs interrupted anywhere (100 % both, with call_on_irq_stack's
 /// rows derived from its instructions; strict 21.7 %, 31.7 %) and blocked tasks walked from
 /// their saved context, livepatch's case (100 % both; strict 95.6 %, 95.9 %), with tables whose
@@ -21,13 +22,22 @@ use orcwalk_sim::replay::{Mode, Summary, replay_with};
 /// 7.2-rt-el2[/blocked]: the 7.2 kernel at EL2 (VHE and pointer authentication, `-M
 /// virt,virtualization=on -cpu max,pauth-impdef=on`), 100 stops taken at EL2h, crossing EL2h
 /// exceptions (100 % both; strict 25.3 %, 99.0 %).
-const KERNELS: [(&str, usize, f64, f64); 6] = [
-    ("6.12-cloud", 290, 0.98, 0.20),
-    ("7.2-rt", 290, 0.98, 0.30),
-    ("6.12-cloud/blocked", 290, 0.98, 0.94),
-    ("7.2-rt/blocked", 290, 0.98, 0.94),
-    ("7.2-rt-el2", 95, 0.98, 0.24),
-    ("7.2-rt-el2/blocked", 95, 0.98, 0.97),
+///
+/// 7.2-llvm[/blocked]: our own 7.2.13 kernel built with clang 22 and rustc 1.96 (scripts/build-own-kernel,
+/// tinyconfig + kernel/config/orcwalk.config), on `-cpu max,pauth-impdef=on` at EL1 (99.5 %, 100 %;
+/// strict 78.9 %, 100 %). Its truth is complete less often (72.7 % of the CPUs interrupted
+/// anywhere): clang describes no prologue or epilogue in the kernel's synchronous CFI and puts
+/// epilogues in the middle of functions, so the truth's address-order stale check doubts every
+/// stop in a prologue, an epilogue, or after an early return's epilogue.
+const KERNELS: [(&str, usize, f64, f64, f64); 8] = [
+    ("6.12-cloud", 290, 0.98, 0.20, 0.8),
+    ("7.2-rt", 290, 0.98, 0.30, 0.8),
+    ("6.12-cloud/blocked", 290, 0.98, 0.94, 0.8),
+    ("7.2-rt/blocked", 290, 0.98, 0.94, 0.8),
+    ("7.2-rt-el2", 95, 0.98, 0.24, 0.8),
+    ("7.2-rt-el2/blocked", 95, 0.98, 0.97, 0.8),
+    ("7.2-llvm", 290, 0.98, 0.77, 0.7),
+    ("7.2-llvm/blocked", 285, 0.98, 0.98, 0.8),
 ];
 
 fn load(kernel: &str) -> Vec<(PathBuf, Dump)> {
@@ -37,7 +47,7 @@ fn load(kernel: &str) -> Vec<(PathBuf, Dump)> {
 
 #[test]
 fn kernel_corpora_have_no_false_reliable_and_keep_their_coverage() {
-    for (kernel, at_least, floor, strict_floor) in KERNELS {
+    for (kernel, at_least, floor, strict_floor, truth_floor) in KERNELS {
         let dumps = load(kernel);
         // 300 stops each (100 at EL2); a stop's randomly chosen blocked task may turn out to be
         // running.
@@ -80,7 +90,11 @@ fn kernel_corpora_have_no_false_reliable_and_keep_their_coverage() {
                 mainline.correct
             );
         }
-        assert!(orc.truth_complete * 5 >= orc.samples * 4, "{kernel}: truth complete in only {}", orc.truth_complete);
+        assert!(
+            orc.truth_complete as f64 >= orc.samples as f64 * truth_floor,
+            "{kernel}: truth complete in only {}",
+            orc.truth_complete
+        );
     }
 }
 
@@ -92,7 +106,7 @@ fn kernel_corpora_have_no_false_reliable_and_keep_their_coverage() {
 #[test]
 fn kernel_truths_cross_exceptions() {
     let mut total = 0;
-    for (kernel, _, _, _) in KERNELS {
+    for (kernel, ..) in KERNELS {
         let dumps = load(kernel);
         let crossing = dumps
             .iter()
