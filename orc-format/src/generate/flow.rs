@@ -366,7 +366,8 @@ pub fn step(s: &State, i: u32, opaque: bool) -> State {
         return n;
     }
     // ldr xt, [xn, xm{, lsl #3}] through a base other than sp/x29: a pointer from memory.
-    if i & 0xffe0_0c00 == 0xf860_0800 && !matches!((i >> 5) & 31, 29 | 31) {
+    // Rt 31 is the zero register (a load for its fault only), not sp: it writes nothing.
+    if i & 0xffe0_0c00 == 0xf860_0800 && !matches!((i >> 5) & 31, 29 | 31) && rd != 31 {
         n.write(rd, None);
         n.loaded = u8::try_from(rd).ok().filter(|&r| r < 29);
         return n;

@@ -696,6 +696,27 @@ mod tests {
         }
     }
 
+    /// `ldr xzr, [x8, x9]` (a load only for its fault, as clang emits in our 7.2 kernel's
+    /// `irq_work_tick`) writes the zero register, not sp: the frame stays proven (before, every
+    /// row after it was cut).
+    #[test]
+    fn a_load_into_xzr_writes_nothing() {
+        let with = |load: u32| -> Vec<(u64, OrcEntry)> {
+            let code: &[(u64, u32)] = &[
+                (0x00, 0xa9bf7bfd), // stp x29, x30, [sp, #-16]!
+                (0x04, 0x910003fd), // mov x29, sp
+                (0x08, load),
+                (0x0c, 0x94000000), // bl
+                (0x10, 0xa8c17bfd), // ldp x29, x30, [sp], #16
+                (0x14, 0xd65f03c0), // ret
+            ];
+            let saved = call(Reg::Sp, 16, Reg::PrevSp, -16, Reg::PrevSp, -8);
+            run(code, &[(0x00, ENTRY), (0x04, saved), (0x14, ENTRY)], 0x18).0
+        };
+        let saved = call(Reg::Sp, 16, Reg::PrevSp, -16, Reg::PrevSp, -8);
+        assert_eq!(with(0xf869691f), vec![(0x00, ENTRY), (0x04, saved), (0x14, ENTRY)]); // ldr xzr, [x8, x9]
+    }
+
     /// A tail call through a pointer loaded from memory (`ldr x16, [x0]; ...; br x16` with the
     /// frame torn down) does not feed a framed jump table's targets: their rows stay proven.
     #[test]
