@@ -66,6 +66,10 @@ enum Cmd {
         /// record, which the default accepts from proven rows with one witness (DESIGN §7).
         #[arg(long)]
         strict: bool,
+        /// Only the results table, in markdown: per directory, orcwalk by default and strict and
+        /// mainline's rule (the README's table is this output).
+        #[arg(long, conflicts_with_all = ["json", "verbose", "strict"])]
+        markdown: bool,
     },
     /// Print a dump's registers, regions, stacks and truth.
     Show { dump: PathBuf },
@@ -214,6 +218,23 @@ fn numbered(dir: &Path, total: Option<u32>) -> impl FnMut(Dump) -> std::io::Resu
     }
 }
 
+/// One row of the results table: coverage as "correct (percent)", false-reliable verdicts named.
+fn markdown_row(label: &str, default: &Summary, strict: &Summary, mainline: &Summary) -> String {
+    let cell = |s: &Summary| {
+        let fr =
+            if s.false_reliable > 0 { format!(", **{} false-reliable**", s.false_reliable) } else { String::new() };
+        format!("{} ({:.1} %){fr}", s.correct, 100.0 * s.coverage())
+    };
+    format!(
+        "| {label} | {} | {} | {} | {} | {} |",
+        default.samples,
+        default.truth_complete,
+        cell(default),
+        cell(strict),
+        cell(mainline)
+    )
+}
+
 fn summary_line(name: &str, s: &Summary) -> String {
     let reasons: Vec<String> = s.unreliable.iter().map(|(r, n)| format!("{n} {r}")).collect();
     let witnesses = if s.two_witness + s.fp_witness + s.orc_witness > 0 {
@@ -248,7 +269,7 @@ fn chain_line(c: &ChainSummary) {
 
 fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.cmd {
-        Cmd::Replay { paths, table, elf, policy, json, verbose, strict } => {
+        Cmd::Replay { paths, table, elf, policy, json, verbose, strict, markdown } => {
             let mode = Mode { strict };
             let paths = if paths.is_empty() { vec![default_corpus()] } else { paths };
             let mut files = Vec::new();
@@ -280,6 +301,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             let (mut orc, mut mainline) = (Summary::default(), Summary::default());
             // Per directory (one program or table each), printed when there is more than one.
             let mut groups: BTreeMap<PathBuf, (Summary, Summary, ChainSummary)> = BTreeMap::new();
+            // --markdown: orcwalk in strict mode too, per directory and in all.
+            let mut strict_groups: BTreeMap<PathBuf, Summary> = BTreeMap::new();
+            let mut strict_all = Summary::default();
             let mut chain = ChainSummary::default();
             let mut texts: BTreeMap<PathBuf, Option<ImageText>> = BTreeMap::new();
             let mut with_text = 0u64;
@@ -309,6 +333,14 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 let b = replay_text(&dump, tfile, text, Policy::Mainline, mode);
                 orc.add_outcome(dump.info.truth_complete, &a);
                 mainline.add(dump.info.truth_complete, b.judgement);
+                if markdown {
+                    let st = replay_text(&dump, tfile, text, Policy::Orcwalk, Mode::STRICT);
+                    strict_all.add(dump.info.truth_complete, st.judgement);
+                    strict_groups
+                        .entry(f.parent().unwrap_or(Path::new(".")).to_path_buf())
+                        .or_default()
+                        .add(dump.info.truth_complete, st.judgement);
+                }
                 let g = groups.entry(f.parent().unwrap_or(Path::new(".")).to_path_buf()).or_default();
                 g.0.add_outcome(dump.info.truth_complete, &a);
                 g.1.add(dump.info.truth_complete, b.judgement);
@@ -328,7 +360,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                         orcwalk::Verdict::Reliable => unreachable!("judged unreliable"),
                     },
                 };
-                if json {
+                if markdown {
+                    // only the table, below
+                } else if json {
                     let frames: Vec<String> = out.frames.iter().map(|(pc, _)| format!("\"{pc:#x}\"")).collect();
                     println!(
                         "{{\"dump\":\"{}\",\"judgement\":\"{:?}\",\"frames\":[{}],\"truth_complete\":{}}}",
@@ -350,7 +384,18 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 }
                 progress(n + 1, files.len());
             }
-            if json {
+            if markdown {
+                let root = default_corpus();
+                println!(
+                    "| corpus | samples | truth complete | orcwalk (default) | orcwalk `--strict` | mainline's rule |"
+                );
+                println!("|---|---:|---:|---:|---:|---:|");
+                for (dir, (a, b, _)) in &groups {
+                    let label = dir.strip_prefix(&root).unwrap_or(dir).display().to_string();
+                    println!("{}", markdown_row(&label, a, &strict_groups[dir], b));
+                }
+                println!("{}", markdown_row("all", &orc, &strict_all, &mainline));
+            } else if json {
                 println!(
                     "{{\"summary\":{{\"samples\":{},\"orcwalk_correct\":{},\"orcwalk_false_reliable\":{},\"mainline_correct\":{},\"mainline_false_reliable\":{}}}}}",
                     orc.samples, orc.correct, orc.false_reliable, mainline.correct, mainline.false_reliable
