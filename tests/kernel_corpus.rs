@@ -24,7 +24,7 @@ use orcwalk_sim::replay::{Mode, Summary, replay_with};
 /// exceptions (100 % both; strict 25.3 %, 99.0 %).
 ///
 /// 7.2-llvm[/blocked]: our own 7.2.13 kernel built with clang 22 and rustc 1.96 (scripts/build-own-kernel,
-/// tinyconfig + kernel/config/orcwalk.config), on `-cpu max,pauth-impdef=on` at EL1 (99.5 %, 100 %;
+/// tinyconfig + kernel/config/orcwalk.config), on `-cpu max,pauth-impdef=on` at EL1 (100 % both;
 /// strict 78.9 %, 100 %). Its truth is complete less often (72.7 % of the CPUs interrupted
 /// anywhere): clang describes no prologue or epilogue in the kernel's synchronous CFI and puts
 /// epilogues in the middle of functions, so the truth's address-order stale check doubts every
@@ -172,4 +172,23 @@ fn el2_kernel_truths_cross_el2h_exceptions() {
     println!("7.2-rt-el2: {crossing} complete truths cross an EL2h exception, {walked} of them walked reliably");
     assert!(crossing >= 10, "only {crossing} truths cross an EL2h exception");
     assert!(walked >= 10, "orcwalk crosses only {walked} EL2h exceptions");
+}
+
+/// No vmlinux is shipped, so nothing can rebuild a kernel table here: each carries the
+/// fingerprint of the generator that made it, and it must be today's generator
+/// (`TABLES_ONLY=1 scripts/capture-kernel-corpus` rebuilds them from the cached vmlinuxes).
+#[test]
+fn kernel_tables_are_made_by_todays_generator() {
+    for kernel in ["6.12-cloud", "7.2-rt", "7.2-rt-el2", "7.2-llvm"] {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/corpus/kernel")
+            .join(kernel)
+            .join("vmlinux.orc.generator");
+        let made_by = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(
+            made_by.trim(),
+            orc_format::generate::FINGERPRINT,
+            "{kernel}: its table was made by another generator: rebuild it (TABLES_ONLY=1 KERNELS=... scripts/capture-kernel-corpus)"
+        );
+    }
 }

@@ -35,6 +35,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Print the generator's fingerprint (kept beside shipped kernel tables as
+    /// vmlinux.orc.generator: a table made by another generator is stale).
+    Fingerprint,
     /// Build an ORC table file from an aarch64 ELF's .debug_frame/.eh_frame.
     Build {
         elf: PathBuf,
@@ -83,6 +86,7 @@ fn err(p: &Path) -> impl Fn(GenError) -> String + '_ {
 
 fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.cmd {
+        Cmd::Fingerprint => println!("{}", generate::FINGERPRINT),
         Cmd::Build { elf, output, elf_object, text_symbol, unproven } => {
             let cache = generate::open_cached(&elf).map_err(err(&elf))?;
             let image = ElfImage::parse(&cache).map_err(err(&elf))?;

@@ -33,3 +33,7 @@ pub fn open_cached(path: &std::path::Path) -> Result<object::ReadCache<std::fs::
 pub fn read_file(path: &std::path::Path) -> Result<Vec<u8>, GenError> {
     std::fs::read(path).map_err(|source| GenError::Io { path: path.display().to_string(), source })
 }
+
+/// This generator's fingerprint (orc-format/build.rs): changes with any change to the code that
+/// decides a table's bytes. Shipped kernel tables carry the fingerprint they were made with.
+pub const FINGERPRINT: &str = env!("ORC_GENERATOR_FINGERPRINT");
