@@ -15,6 +15,7 @@ use orcwalk_sim::capture::kernel::{KernelPlan, KernelSymbols, TaskOffsets, captu
 use orcwalk_sim::capture::{Plan, capture};
 use orcwalk_sim::dump::Dump;
 use orcwalk_sim::replay::{ChainSummary, Judgement, Mode, Summary, replay_text};
+use orcwalk_sim::symbols::Symbols;
 use orcwalk_sim::synth::{Program, Rng, sample};
 use orcwalk_sim::text::ImageText;
 use orcwalk_sim::truth::Image;
@@ -73,6 +74,13 @@ enum Cmd {
     },
     /// Print a dump's registers, regions, stacks and truth.
     Show { dump: PathBuf },
+    /// Write DIR/vmlinux.syms: the function symbols of ELF (a debug vmlinux) that hold any text
+    /// address the dumps under DIR hold, so that replays of a kernel corpus read as `name+off`.
+    Symbols {
+        #[arg(long)]
+        elf: PathBuf,
+        dir: PathBuf,
+    },
     /// Run an aarch64 program under qemu-aarch64's gdbstub and write COUNT dumps of its stack at
     /// pseudo-random stops, each with the ground truth of a DWARF CFI unwind, plus program.orc
     /// built from the program's CFI.
@@ -235,6 +243,24 @@ fn markdown_row(label: &str, default: &Summary, strict: &Summary, mainline: &Sum
     )
 }
 
+/// Symbols for the dumps replayed with `table`: `vmlinux.syms` beside it, or `program.elf`.
+fn symbols_beside(table: &Path) -> Result<Option<Symbols>, String> {
+    let syms = table.with_file_name("vmlinux.syms");
+    if let Ok(text) = std::fs::read_to_string(&syms) {
+        return Symbols::parse(&text).map(Some).map_err(|e| format!("{}: {e}", syms.display()));
+    }
+    let elf = table.with_file_name("program.elf");
+    match std::fs::read(&elf) {
+        Ok(b) => Symbols::from_elf(&b).map(Some).map_err(|e| format!("{}: {e}", elf.display())),
+        Err(_) => Ok(None),
+    }
+}
+
+/// A return address without its PAC (kernel addresses have the top bits set, user ones clear).
+fn strip_pac(pc: u64) -> u64 {
+    if pc >> 55 & 1 == 1 { pc | 0xff80_0000_0000_0000 } else { pc & 0x007f_ffff_ffff_ffff }
+}
+
 fn summary_line(name: &str, s: &Summary) -> String {
     let reasons: Vec<String> = s.unreliable.iter().map(|(r, n)| format!("{n} {r}")).collect();
     let witnesses = if s.two_witness + s.fp_witness + s.orc_witness > 0 {
@@ -297,7 +323,13 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 let g = orc_format::generate::generate(img).map_err(|err| format!("{}: {err}", e.display()))?;
                 tables.insert(e.clone(), g.to_file_bytes().map_err(|err| format!("{}: {err}", e.display()))?);
             }
-            let symbolize = |pc: u64| image.as_ref().map_or(String::new(), |i| format!(" {}", i.symbolize(pc)));
+            // Function names for verdicts: the --elf image, or what lies beside each table
+            // (vmlinux.syms of a kernel corpus, program.elf of a user one).
+            let elf_symbols = match &elf_bytes {
+                Some(b) => Some(Symbols::from_elf(b)?),
+                None => None,
+            };
+            let mut symbol_files: BTreeMap<PathBuf, Option<Symbols>> = BTreeMap::new();
             let (mut orc, mut mainline) = (Summary::default(), Summary::default());
             // Per directory (one program or table each), printed when there is more than one.
             let mut groups: BTreeMap<PathBuf, (Summary, Summary, ChainSummary)> = BTreeMap::new();
@@ -327,6 +359,12 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     };
                     texts.insert(tpath.clone(), text);
                 }
+                if !symbol_files.contains_key(&tpath) {
+                    symbol_files.insert(tpath.clone(), symbols_beside(&tpath)?);
+                }
+                let syms = elf_symbols.as_ref().or(symbol_files[&tpath].as_ref());
+                let symbolize =
+                    |pc: u64| syms.and_then(|s| s.symbolize(strip_pac(pc))).map_or(String::new(), |n| format!(" {n}"));
                 let text = texts[&tpath].as_ref().map(ImageText::view);
                 with_text += u64::from(text.is_some());
                 let a = replay_text(&dump, tfile, text, Policy::Orcwalk, mode);
@@ -355,7 +393,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     Judgement::FalseReliable => "FALSE-RELIABLE: frames differ from truth".to_string(),
                     Judgement::Unreliable(r) => match out.verdict {
                         orcwalk::Verdict::Unreliable { pc, fp, .. } => {
-                            format!("unreliable: {} at pc {pc:#x} fp {fp:#x}", r.as_str())
+                            format!("unreliable: {} at pc {pc:#x}{} fp {fp:#x}", r.as_str(), symbolize(pc))
                         }
                         orcwalk::Verdict::Reliable => unreachable!("judged unreliable"),
                     },
@@ -425,6 +463,17 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 eprintln!("orcwalk-sim: {bad} false-reliable verdicts");
                 return Ok(ExitCode::from(1));
             }
+        }
+        Cmd::Symbols { elf, dir } => {
+            let bytes = std::fs::read(&elf).map_err(|e| format!("{}: {e}", elf.display()))?;
+            let all = Symbols::code_symbols_of(&bytes).map_err(|e| format!("{}: {e}", elf.display()))?;
+            let mut files = Vec::new();
+            collect(&dir, &mut files)?;
+            let dumps = files.iter().map(|f| load(f)).collect::<Result<Vec<_>, _>>()?;
+            let needed = all.needed_by(dumps.iter());
+            let out = dir.join("vmlinux.syms");
+            std::fs::write(&out, needed.to_text()).map_err(|e| format!("{}: {e}", out.display()))?;
+            println!("{}: {} of {} functions, for {} dumps", out.display(), needed.len(), all.len(), dumps.len());
         }
         Cmd::Show { dump } => {
             let d = load(&dump)?;
