@@ -29,6 +29,7 @@ struct ow_kernel {
 	unsigned long (*kretprobe_ret_addr)(struct task_struct *tsk, void *fp, struct llist_node **cur);
 	unsigned long text_start, text_end, entry_start, entry_end;
 	unsigned long fgraph_return, kretprobe_trampoline;
+	unsigned long ftrace_callsite;			/* ftrace_caller's return from the callback */
 	unsigned long irq_stack_ptr, overflow_stack;	/* per-CPU variables */
 	unsigned long slide;				/* KASLR offset */
 	u8 build_id[20];

@@ -51,6 +51,26 @@ static void find_build_id(void)
 	}
 }
 
+/*
+ * ftrace_caller (entry-ftrace.S) calls the tracer callback with its one `blr`: the walk crosses
+ * the trampoline's frame at that call's return address. 0 (not crossed) if it is not found.
+ */
+static unsigned long find_ftrace_callsite(void)
+{
+	unsigned long start = ow_k.lookup("ftrace_caller"), size, offset, pc;
+	u32 insn;
+
+	if (!start || !ow_k.size_offset(start, &size, &offset) || offset)
+		return 0;
+	for (pc = start; pc + 4 <= start + size; pc += 4) {
+		if (copy_from_kernel_nofault(&insn, (void *)pc, 4))
+			return 0;
+		if ((insn & 0xfffffc1f) == 0xd63f0000)	/* blr xN */
+			return pc + 4;
+	}
+	return 0;
+}
+
 #define NEED(field, name)							\
 	do {									\
 		ow_k.field = (typeof(ow_k.field))ow_k.lookup(name);		\
@@ -84,6 +104,7 @@ int ow_kernel_init(void)
 	NEED(kretprobe_trampoline, "__kretprobe_trampoline");
 	NEED(irq_stack_ptr, "irq_stack_ptr");
 	NEED(overflow_stack, "overflow_stack");
+	ow_k.ftrace_callsite = find_ftrace_callsite();
 	text = ow_k.lookup("_text");
 	if (!text)
 		return -ENOENT;

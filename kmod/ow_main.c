@@ -15,6 +15,7 @@
 #include <linux/delay.h>
 #include <linux/sched.h>
 #include <asm/ptrace.h>
+#include <asm/ftrace.h>
 #include "ow.h"
 
 static char *table = "orcwalk/vmlinux.orc";
@@ -94,6 +95,15 @@ static void fill_base(void)
 	ow_base.read = ow_read;
 	ow_base.function = ow_function;
 	ow_base.recover = ow_recover;
+	/* entry-ftrace.S: ftrace_regs, then two frame records, FREGS_SIZE + 32 bytes in all. */
+	ow_base.ftrace = (struct orcwalk_ftrace) {
+		.callsite = ow_k.ftrace_callsite,
+		.size = sizeof(struct __arch_ftrace_regs) + 32,
+		.record = sizeof(struct __arch_ftrace_regs),
+		.fp = offsetof(struct __arch_ftrace_regs, fp),
+		.lr = offsetof(struct __arch_ftrace_regs, lr),
+		.sp = offsetof(struct __arch_ftrace_regs, sp),
+	};
 }
 
 /*

@@ -154,6 +154,7 @@ mod abi {
             [pt_regs_size, x29, x30, sp, pc, pstate, stackframe, meta_records, va_bits]
         );
         same!(c::orcwalk_stack, r::OrcwalkStack, [low, high, kind, pad]);
+        same!(c::orcwalk_ftrace, r::OrcwalkFtrace, [callsite, size, record, fp, lr, sp]);
         same!(c::orcwalk_verdict, r::OrcwalkVerdict, [reason, pad, pc, fp]);
         same!(
             c::orcwalk_context,
@@ -181,7 +182,8 @@ mod abi {
                 read,
                 recover,
                 ctx,
-                function
+                function,
+                ftrace
             ]
         );
         assert_eq!(c::orcwalk_stack_kind_ORCWALK_STACK_EFI, 5);

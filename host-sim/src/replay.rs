@@ -87,6 +87,7 @@ pub fn code<'a>(i: &SampleInfo, table: TableFile<'a>) -> TableCode<'a> {
         text: None,
         proven: table.proven(),
         sigreturn: i.sigreturn,
+        ftrace: None,
     }
 }
 

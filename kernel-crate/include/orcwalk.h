@@ -66,6 +66,12 @@ struct orcwalk_stack {
 #define ORCWALK_FLAG_STRICT		1u
 #define ORCWALK_FLAG_ROWS_PROVEN	2u
 
+/* ftrace_caller's frame: the return address of its call to the tracer callback (0: none), the
+ * frame's size, its first frame record's offset, and x29/LR/sp's offsets in its ftrace_regs. */
+struct orcwalk_ftrace {
+	unsigned long long callsite, size, record, fp, lr, sp;
+};
+
 struct orcwalk_context {
 	struct orcwalk_table table;
 	struct orcwalk_layout layout;
@@ -83,6 +89,7 @@ struct orcwalk_context {
 	orcwalk_recover_fn recover;		/* may be NULL */
 	void *ctx;
 	orcwalk_function_fn function;		/* may be NULL: no call-site callee check */
+	struct orcwalk_ftrace ftrace;
 };
 
 /* reason: 0 reliable, else orcwalk::Reason discriminant + 1 (see kernel-crate/src/verdict.rs). */

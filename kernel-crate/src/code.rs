@@ -40,6 +40,12 @@ pub trait CodeInfo {
     fn function(&self, _pc: u64) -> Option<(u64, u64)> {
         None
     }
+    /// When `pc` is the return address of ftrace's trampoline (`ftrace_caller`) from its call to a
+    /// tracer callback, the layout of the frame the trampoline built. `None` (the default)
+    /// everywhere else.
+    fn ftrace(&self, _pc: u64) -> Option<FtraceFrame> {
+        None
+    }
     /// When `pc` is the signal-return trampoline a user program's signal handlers return to
     /// (the vDSO's `__kernel_rt_sigreturn`), its first two instruction words, which the walk
     /// checks are `mov x8, #139; svc #0` before it crosses the signal frame. `None` (the
@@ -47,6 +53,23 @@ pub trait CodeInfo {
     fn sigreturn(&self, _pc: u64) -> Option<[u32; 2]> {
         None
     }
+}
+
+/// The frame arm64's `ftrace_caller` (arch/arm64/kernel/entry-ftrace.S) builds before it calls a
+/// tracer callback: an `ftrace_regs` at its sp holding the traced function's entry state (x29, its
+/// return address, sp, the pc to resume at), then two frame records, {x29 of the next, the traced
+/// function's pc} at `record` and {the traced function's x29, its return address} right above;
+/// `size` bytes in all. Offsets from the kernel (`FREGS_*` in asm-offsets).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FtraceFrame {
+    /// The return address of `ftrace_caller`'s call to the callback.
+    pub callsite: u64,
+    pub size: u64,
+    pub record: u64,
+    pub fp: u64,
+    pub lr: u64,
+    pub sp: u64,
 }
 
 /// An image's text and function bounds, for [`CodeInfo::insn`] and [`CodeInfo::function`].
@@ -90,6 +113,8 @@ pub struct TableCode<'a> {
     pub proven: bool,
     /// The signal-return trampoline's address and first two instruction words (user programs).
     pub sigreturn: Option<(u64, [u32; 2])>,
+    /// ftrace's trampoline frame (kernels with ftrace), by reference: the kernel's stack budget.
+    pub ftrace: Option<&'a FtraceFrame>,
 }
 
 impl CodeInfo for TableCode<'_> {
@@ -126,6 +151,10 @@ impl CodeInfo for TableCode<'_> {
 
     fn sigreturn(&self, pc: u64) -> Option<[u32; 2]> {
         self.sigreturn.filter(|s| s.0 == pc).map(|s| s.1)
+    }
+
+    fn ftrace(&self, pc: u64) -> Option<FtraceFrame> {
+        self.ftrace.filter(|f| f.callsite == pc).copied()
     }
 }
 
@@ -181,5 +210,8 @@ impl<C: CodeInfo, M: crate::memory::Memory, F: FunctionBounds> CodeInfo for Text
     }
     fn sigreturn(&self, pc: u64) -> Option<[u32; 2]> {
         self.code.sigreturn(pc)
+    }
+    fn ftrace(&self, pc: u64) -> Option<FtraceFrame> {
+        self.code.ftrace(pc)
     }
 }

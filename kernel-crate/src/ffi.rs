@@ -10,7 +10,7 @@ use core::ffi::{CStr, c_char, c_void};
 
 use orc_format::{IndexParts, OrcTable, TableError, TableFile};
 
-use crate::code::{FunctionBounds, TableCode, TextInMemory};
+use crate::code::{FtraceFrame, FunctionBounds, TableCode, TextInMemory};
 use crate::frame::Frame;
 use crate::layout::KernelLayout;
 use crate::memory::Memory;
@@ -158,7 +158,14 @@ pub struct OrcwalkContext {
     /// function it returns from (`Reason::WrongCallee`), and x30 after an exception against the
     /// row's return-address slot (`Reason::LrContradictsRow`).
     pub function: Option<FunctionFn>,
+    /// ftrace's trampoline frame; `callsite` 0 when the kernel has none.
+    pub ftrace: OrcwalkFtrace,
 }
+
+/// `ftrace_caller`'s frame, as C passes it (`struct orcwalk_ftrace`): the return address of its
+/// call to the tracer callback (0: none), the frame's size, the first record's offset, and the
+/// offsets of x29, the return address and sp in its `ftrace_regs`.
+pub type OrcwalkFtrace = FtraceFrame;
 
 /// The verdict in C: `reason` is `Reason as u32 + 1`, 0 when reliable.
 #[repr(C)]
@@ -340,6 +347,7 @@ pub unsafe extern "C" fn orcwalk_stack_walk_reliable(
             text: None,
             proven: c.flags & FLAG_ROWS_PROVEN != 0,
             sigreturn: None,
+            ftrace: Some(&c.ftrace).filter(|f| f.callsite != 0),
         };
         let mem = CMemory { read: c.read, ctx: c.ctx };
         // Instructions are read like any other kernel memory, through the caller's reader.

@@ -29,18 +29,24 @@ fn framed(n: i16) -> OrcEntry {
     OrcEntry::new(Kind::Call, Reg::Sp, n, Reg::PrevSp, -n, Reg::PrevSp, -n + 8, false)
 }
 
+const ENTRY: OrcEntry = OrcEntry::new(Kind::Call, Reg::Sp, 0, Reg::Undefined, 0, Reg::Undefined, 0, false);
+
 fn sections() -> Sections {
-    let mut ip = std::vec![0u8; 6 * 4];
+    sections_with(&[
+        (0x100, ENTRY),
+        (0x104, framed(32)),
+        (0x148, OrcEntry::UNDEFINED),
+        (0x200, ENTRY),
+        (0x204, framed(48)),
+        (0x248, OrcEntry::UNDEFINED),
+    ])
+}
+
+/// `rows` at text offsets; the table has room for 8.
+fn sections_with(rel: &[(u64, OrcEntry)]) -> Sections {
+    let mut ip = std::vec![0u8; rel.len() * 4];
     let text = (ip.as_ptr() as u64 + 0x10_0000) & !0xfff;
-    let entry = OrcEntry::new(Kind::Call, Reg::Sp, 0, Reg::Undefined, 0, Reg::Undefined, 0, false);
-    let rows = [
-        (text + 0x100, entry),
-        (text + 0x104, framed(32)),
-        (text + 0x148, OrcEntry::UNDEFINED),
-        (text + 0x200, entry),
-        (text + 0x204, framed(48)),
-        (text + 0x248, OrcEntry::UNDEFINED),
-    ];
+    let rows: Vec<(u64, OrcEntry)> = rel.iter().map(|&(o, e)| (text + o, e)).collect();
     let slot0 = ip.as_ptr() as u64;
     for (i, (addr, _)) in rows.iter().enumerate() {
         let off = addr.wrapping_sub(slot0 + 4 * i as u64) as i64;
@@ -55,7 +61,7 @@ impl Sections {
         OrcwalkTable {
             ip: self.ip.as_ptr(),
             orc: self.orc.as_ptr(),
-            num_entries: 6,
+            num_entries: (self.ip.len() / 4) as u32,
             lookup_blocks: 0,
             lookup: core::ptr::null(),
             lookup_base: 0,
@@ -109,6 +115,7 @@ fn context(s: &Sections, mem: &BTreeMap<u64, u64>, stack: &OrcwalkStack, pc: u64
         recover: None,
         ctx: mem as *const _ as *mut c_void,
         function: None,
+        ftrace: OrcwalkFtrace::default(),
     }
 }
 
@@ -284,4 +291,96 @@ fn function_bounds_check_the_callee() {
     mem.insert(s.text + 0x118, nop | 0x9400_0079 << 32);
     assert_eq!(run(&mem, Some(bounds)), (-22, Reason::WrongCallee as u32 + 1, s.text + 0x220));
     assert_eq!(run(&mem, None), (0, 0, 0));
+}
+
+/// A task preempted inside an ftrace callback (the function-graph tracer's entry hook re-enables
+/// preemption): callback C <- ftrace_caller <- traced function T at its entry <- P <- entry.
+/// ftrace_caller has no CFI; its frame is crossed through its ftrace_regs and two records.
+#[test]
+fn ftrace_caller_is_crossed_through_its_regs() {
+    extern "C" fn bounds(_ctx: *mut c_void, pc: u64, start: *mut u64, end: *mut u64) -> bool {
+        let text = pc & !0xfff;
+        let f = [(0x100, 0x148), (0x200, 0x248), (0x300, 0x3a0), (0x400, 0x448)]
+            .into_iter()
+            .find(|f| text + f.0 <= pc && pc < text + f.1);
+        f.is_some_and(|(s, e)| {
+            unsafe { (*start, *end) = (text + s, text + e) };
+            true
+        })
+    }
+    let s = sections_with(&[
+        (0x100, ENTRY),
+        (0x104, framed(32)),
+        (0x148, OrcEntry::UNDEFINED),
+        (0x200, ENTRY), // T: mov x9, x30; bl ftrace_caller; then its prologue
+        (0x20c, framed(48)),
+        (0x248, OrcEntry::UNDEFINED), // ftrace_caller (0x300) has no rows
+        (0x400, ENTRY),
+        (0x404, framed(32)),
+        (0x448, OrcEntry::UNDEFINED),
+    ]);
+    let t = s.text;
+    let l = KernelLayout::V6_13;
+    let regs = TASK_HIGH - l.pt_regs_size;
+    let fin = regs + l.stackframe;
+    let entry_ret = t + 0x8010;
+    let nop = 0xd503_201fu64;
+    let mut mem = BTreeMap::new();
+    mem.insert(fin, 0);
+    mem.insert(fin + 8, 0);
+    mem.insert(fin + 16, META_FINAL);
+    mem.insert(t + 0x120, 0x9400_0038 | nop << 32); // P: bl T
+    mem.insert(t + 0x200, 0xaa1e_03e9 | 0x9400_003f << 32); // T: mov x9, x30; bl ftrace_caller
+    mem.insert(t + 0x368, 0xd63f_0080 | nop << 32); // ftrace_caller: blr x4 (the callback)
+    mem.insert(t + 0x420, 0xd63f_0020 | nop << 32); // C: blr x1
+    let p_rec = regs - 32;
+    mem.insert(p_rec, fin);
+    mem.insert(p_rec + 8, entry_ret);
+    let f = OrcwalkFtrace { callsite: t + 0x36c, size: 0x90, record: 0x70, fp: 80, lr: 88, sp: 96 };
+    let base = p_rec - 0x90;
+    mem.insert(base + 80, p_rec); // ftrace_regs: x29, lr, sp, pc
+    mem.insert(base + 88, t + 0x124);
+    mem.insert(base + 96, p_rec);
+    mem.insert(base + 104, t + 0x208);
+    mem.insert(base + 0x70, base + 0x80); // {next record, the traced function at its entry}
+    mem.insert(base + 0x78, t + 0x208);
+    mem.insert(base + 0x80, p_rec); // {its x29, its return address}
+    mem.insert(base + 0x88, t + 0x124);
+    let c_rec = base - 32;
+    mem.insert(c_rec, base + 0x70);
+    mem.insert(c_rec + 8, t + 0x36c);
+    let stack = OrcwalkStack { low: TASK_LOW, high: TASK_HIGH, kind: 0, pad: 0 };
+    let run = |mem: &BTreeMap<u64, u64>, ftrace: OrcwalkFtrace| {
+        let ctx = OrcwalkContext {
+            function: Some(bounds),
+            ftrace,
+            flags: FLAG_ROWS_PROVEN,
+            ..context(&s, mem, &stack, t + 0x424, c_rec, c_rec)
+        };
+        let mut frames: Vec<u64> = Vec::new();
+        let mut v = OrcwalkVerdict::default();
+        let rc = unsafe { orcwalk_stack_walk_reliable(consume, &mut frames as *mut _ as *mut c_void, &ctx, &mut v) };
+        (rc, v.reason, frames)
+    };
+    let (rc, reason, frames) = run(&mem, f);
+    assert_eq!((rc, reason), (0, 0));
+    assert_eq!(frames, [t + 0x424, t + 0x36c, t + 0x208, t + 0x124, entry_ret]);
+    // Without the frame's layout: no rows at the trampoline, unreliable (as before).
+    assert_eq!(run(&mem, OrcwalkFtrace::default()).1, Reason::OrcUndefined as u32 + 1);
+    // Each witness refuses a frame that is not the trampoline's as it builds it.
+    for (slot, value) in [
+        (base + 0x88, t + 0x1f0),   // the second record's return address is not the saved LR
+        (base + 96, p_rec + 16),    // the saved sp is not right above the frame
+        (base + 0x80, p_rec + 16),  // the second record's x29 is not the saved x29
+        (base + 0x70, base + 0x90), // the first record does not link the second
+    ] {
+        let mut bad = mem.clone();
+        bad.insert(slot, value);
+        let (rc, reason, _) = run(&bad, f);
+        assert_eq!((rc, reason), (-22, Reason::FpMismatch as u32 + 1), "slot {:#x}", slot - base);
+    }
+    // The traced function must have called the trampoline from its entry.
+    let mut bad = mem.clone();
+    bad.insert(t + 0x200, 0xaa1e_03e9 | nop << 32);
+    assert_eq!(run(&bad, f).1, Reason::NotACallSite as u32 + 1);
 }

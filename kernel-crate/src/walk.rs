@@ -12,7 +12,7 @@
 use orc_format::{Kind, OrcEntry, Reg};
 
 use crate::call::{self, CallSite};
-use crate::code::CodeInfo;
+use crate::code::{CodeInfo, FtraceFrame};
 use crate::frame::{Frame, FrameKind, Witness};
 use crate::layout::{KernelLayout, META_FINAL, META_PT_REGS, sigframe};
 use crate::memory::Memory;
@@ -360,6 +360,67 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
         Ok(Step::Next(Cursor { pc, sp, fp, lr: Some(lr), exact: true }, FrameKind::Exception, Witness::Two))
     }
 
+    /// Crosses `ftrace_caller` at its call to a tracer callback: `cur` is the return address of
+    /// that call, sp the callback's CFA (the trampoline's sp) and x29 the value the callback
+    /// found in x29. The trampoline is entered by the traced function's patched entry before
+    /// its prologue runs, and saved that function's entry state: the walk resumes in the traced
+    /// function at that entry, exactly, as after an exception. Witnesses: the record chain from
+    /// x29 (x29 at the trampoline's first record, which links the second) and the
+    /// `ftrace_regs` at sp (its saved sp right above the frame, its x29 and return address those
+    /// of the second record; a return address the function-graph tracer or a kretprobe swapped
+    /// in is a trampoline the second record still holds the original of).
+    // Out of line: inlined, its locals would grow the walk's own frame for every step (the
+    // kernel build's stack budget, scripts/check-kernel-crate).
+    #[inline(never)]
+    fn ftrace(&mut self, cur: &Cursor, f: FtraceFrame) -> Result<Step, Reason> {
+        let base = cur.sp;
+        let first = base.checked_add(f.record).ok_or(Reason::OffStack)?;
+        let second = first.checked_add(16).ok_or(Reason::OffStack)?;
+        if cur.fp != first || f.size < f.record.saturating_add(32) {
+            return Err(Reason::FpMismatch);
+        }
+        self.bounds.admit(base, f.size, false)?;
+        self.bounds.admit(first, 16, true)?;
+        self.bounds.admit(second, 16, true)?;
+        let at = |off: u64| base.checked_add(off).ok_or(Reason::OffStack);
+        let (sp, fp, lr) = (
+            self.bounds.read(self.mem, at(f.sp)?)?,
+            self.bounds.read(self.mem, at(f.fp)?)?,
+            self.bounds.read(self.mem, at(f.lr)?)?,
+        );
+        let (first_fp, traced) = (
+            self.bounds.read(self.mem, first)?,
+            self.bounds.read(self.mem, first.checked_add(8).ok_or(Reason::OffStack)?)?,
+        );
+        let (second_fp, ra) = (
+            self.bounds.read(self.mem, second)?,
+            self.bounds.read(self.mem, second.checked_add(8).ok_or(Reason::OffStack)?)?,
+        );
+        let va = self.cfg.layout.va_bits;
+        let (lr, ra) = (strip_pac(lr, va), strip_pac(ra, va));
+        let swapped = lr != ra && self.recovery.trampoline(lr).is_some();
+        if base.checked_add(f.size) != Some(sp) || first_fp != second || second_fp != fp || (lr != ra && !swapped) {
+            return Err(Reason::FpMismatch);
+        }
+        if self.cfg.policy == Policy::Mainline {
+            return Err(Reason::ExceptionBoundary);
+        }
+        let pc = strip_pac(traced, va);
+        if !self.code.is_text(pc) {
+            return Err(Reason::UnknownText);
+        }
+        // The traced function called the trampoline from its entry: a direct call into the
+        // function holding the callback's return address (no tail call can intervene).
+        let at = pc.checked_sub(4).ok_or(Reason::NotACallSite)?;
+        if let Some(i) = self.code.insn(at) {
+            let target = orc_format::a64::call_target(at, i).ok_or(Reason::NotACallSite)?;
+            if self.code.function(target).is_some_and(|(s, e)| !(s <= cur.pc && cur.pc < e)) {
+                return Err(Reason::WrongCallee);
+            }
+        }
+        Ok(Step::Next(Cursor { pc, sp, fp, lr: Some(ra), exact: true }, FrameKind::Exception, Witness::Two))
+    }
+
     /// The ORC entry for the current frame, or why it cannot be used.
     fn entry(&self, cur: &Cursor) -> Result<Option<OrcEntry>, Reason> {
         if cur.exact && !self.code.exact_pc_proven(cur.pc) {
@@ -379,6 +440,9 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
     fn step_orc(&mut self, cur: &Cursor) -> Result<Step, Reason> {
         if let Some(insns) = self.code.sigreturn(cur.pc).filter(|_| !cur.exact) {
             return self.sigframe(cur, insns);
+        }
+        if let Some(f) = self.code.ftrace(cur.pc).filter(|_| !cur.exact) {
+            return self.ftrace(cur, f);
         }
         // Meta records (and the synthetic records of kernels <= 6.12) belong to entry assembly,
         // which has no CFI. A pc with a usable ORC entry is proven by ORC: were the meta check
