@@ -192,3 +192,58 @@ fn kernel_tables_are_made_by_todays_generator() {
         );
     }
 }
+
+/// The layout each corpus was walked with (`KernelLayout`, chosen by name at capture) is the
+/// kernel's own: `layout.gdb` is gdb's `ptype/o struct pt_regs` of that corpus's vmlinux (written
+/// by scripts/capture-kernel-corpus), an outside reading of its debug info.
+#[test]
+fn kernel_layouts_are_the_kernels_own() {
+    /// (offset, text after the size column) of each member line of `ptype/o`.
+    fn members(block: &str) -> Vec<(u64, String)> {
+        block
+            .lines()
+            .filter_map(|l| {
+                let l = l.trim_start().strip_prefix("/*")?;
+                let (cols, rest) = l.split_once("*/")?;
+                let off = cols.split('|').next()?.trim().parse().ok()?;
+                Some((off, rest.trim().to_string()))
+            })
+            .collect()
+    }
+    for kernel in ["6.12-cloud", "7.2-rt", "7.2-rt-el2", "7.2-llvm"] {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/kernel").join(kernel);
+        let gdb = std::fs::read_to_string(dir.join("layout.gdb")).unwrap();
+        let pt_regs = gdb.split("type = struct cpu_context").next().unwrap();
+        let m = members(pt_regs);
+        let at = |name: &str| {
+            m.iter()
+                .find(|(_, t)| t.ends_with(&format!(" {name};")) || t.ends_with(&format!("{name};")))
+                .map(|(o, _)| *o)
+                .unwrap_or_else(|| panic!("{kernel}: no {name} in pt_regs"))
+        };
+        let size: u64 = pt_regs
+            .lines()
+            .filter_map(|l| l.split("total size (bytes):").nth(1))
+            .last()
+            .and_then(|s| s.trim().trim_end_matches("*/").trim().parse().ok())
+            .unwrap();
+        let meta = m.iter().find(|(_, t)| t.starts_with("struct frame_record_meta {")).map(|(o, _)| *o);
+        let stackframe = meta.unwrap_or_else(|| at("stackframe[2]"));
+        let regs = at("regs[31]");
+        let kernel_says = orcwalk::KernelLayout {
+            pt_regs_size: size,
+            x29: regs + 29 * 8,
+            x30: regs + 30 * 8,
+            sp: at("sp"),
+            pc: at("pc"),
+            pstate: at("pstate"),
+            stackframe,
+            meta_records: meta.is_some(),
+            va_bits: 0,
+        };
+        let dumps = load(kernel);
+        let walked = orcwalk::KernelLayout { va_bits: 0, ..dumps[0].1.info.layout };
+        assert_eq!(walked, kernel_says, "{kernel}: the layout the dumps were walked with is not the kernel's");
+        assert!(dumps.iter().all(|(_, d)| d.info.layout == dumps[0].1.info.layout), "{kernel}: one layout");
+    }
+}

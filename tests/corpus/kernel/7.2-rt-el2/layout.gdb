@@ -1,0 +1,56 @@
+/* offset      |    size */  type = struct pt_regs {
+/*      0      |     272 */    union {
+/*                   272 */        struct user_pt_regs {
+/*      0      |     248 */            __u64 regs[31];
+/*    248      |       8 */            __u64 sp;
+/*    256      |       8 */            __u64 pc;
+/*    264      |       8 */            __u64 pstate;
+
+                                       /* total size (bytes):  272 */
+                                   } user_regs;
+/*                   272 */        struct {
+/*      0      |     248 */            u64 regs[31];
+/*    248      |       8 */            u64 sp;
+/*    256      |       8 */            u64 pc;
+/*    264      |       8 */            u64 pstate;
+
+                                       /* total size (bytes):  272 */
+                                   };
+
+                                   /* total size (bytes):  272 */
+                               };
+/*    272      |       8 */    u64 orig_x0;
+/*    280      |       4 */    s32 syscallno;
+/*    284      |       4 */    u32 pmr;
+/*    288      |       8 */    u64 sdei_ttbr1;
+/*    296      |      24 */    struct frame_record_meta {
+/*    296      |      16 */        struct frame_record {
+/*    296      |       8 */            u64 fp;
+/*    304      |       8 */            u64 lr;
+
+                                       /* total size (bytes):   16 */
+                                   } record;
+/*    312      |       8 */        u64 type;
+
+                                   /* total size (bytes):   24 */
+                               } stackframe;
+
+                               /* total size (bytes):  320 */
+                             }
+/* offset      |    size */  type = struct cpu_context {
+/*      0      |       8 */    unsigned long x19;
+/*      8      |       8 */    unsigned long x20;
+/*     16      |       8 */    unsigned long x21;
+/*     24      |       8 */    unsigned long x22;
+/*     32      |       8 */    unsigned long x23;
+/*     40      |       8 */    unsigned long x24;
+/*     48      |       8 */    unsigned long x25;
+/*     56      |       8 */    unsigned long x26;
+/*     64      |       8 */    unsigned long x27;
+/*     72      |       8 */    unsigned long x28;
+/*     80      |       8 */    unsigned long fp;
+/*     88      |       8 */    unsigned long sp;
+/*     96      |       8 */    unsigned long pc;
+
+                               /* total size (bytes):  104 */
+                             }
