@@ -224,7 +224,7 @@ fn kernel_layouts_are_the_kernels_own() {
         let size: u64 = pt_regs
             .lines()
             .filter_map(|l| l.split("total size (bytes):").nth(1))
-            .last()
+            .next_back()
             .and_then(|s| s.trim().trim_end_matches("*/").trim().parse().ok())
             .unwrap();
         let meta = m.iter().find(|(_, t)| t.starts_with("struct frame_record_meta {")).map(|(o, _)| *o);
