@@ -426,25 +426,12 @@ pub unsafe extern "C" fn orcwalk_parse_table_file(
         out.error = table_error_code(&e);
         if matches!(e, TableError::BadMagic | TableError::FormatMismatch { .. }) { -ENOEXEC } else { -EINVAL }
     };
-    let file = match TableFile::parse(data) {
+    let file = match TableFile::parse_at(data, slide) {
         Ok(f) => f,
         Err(e) => return refuse(out, e),
     };
-    // Validated again where the code really is: the slide must not wrap any ip.
     let (ips, orc) = file.table.raw_parts();
-    let Some(ip_addr) = file.table.ip_table_addr().checked_add(slide) else {
-        return refuse(out, TableError::IpOverflow { index: 0 });
-    };
-    let index = match file.table.index() {
-        None => None,
-        Some(ix) => match ix.base.checked_add(slide) {
-            Some(base) => Some(IndexParts { base, ..ix }),
-            None => return refuse(out, TableError::IpOverflow { index: 0 }),
-        },
-    };
-    if let Err(e) = OrcTable::from_parts(ips, ip_addr, orc, index) {
-        return refuse(out, e);
-    }
+    let index = file.table.index();
     let id = file.image_id();
     let id_bytes = id.bytes();
     out.image_id.iter_mut().zip(id_bytes).for_each(|(d, s)| *d = *s);
@@ -458,7 +445,7 @@ pub unsafe extern "C" fn orcwalk_parse_table_file(
         lookup_blocks: index.map_or(0, |ix| (ix.words.len() / 4).saturating_sub(1) as u32),
         lookup: index.map_or(core::ptr::null(), |ix| ix.words.as_ptr().cast::<u32>()),
         lookup_base: index.map_or(0, |ix| ix.base),
-        ip_addr,
+        ip_addr: file.table.ip_table_addr(),
     };
     0
 }

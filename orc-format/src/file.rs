@@ -90,6 +90,13 @@ impl<'a> TableFile<'a> {
     /// Parses and validates a whole table file. Trailing bytes are refused: they mean the
     /// header's counts are not the ones the writer used.
     pub fn parse(bytes: &'a [u8]) -> Result<TableFile<'a>, TableError> {
+        TableFile::parse_at(bytes, 0)
+    }
+
+    /// [`TableFile::parse`] for an image loaded `slide` bytes above the addresses the file
+    /// declares (a kernel's KASLR offset): validated once, where the code really is, so a slide
+    /// that wraps an ip is refused (`IpOverflow`).
+    pub fn parse_at(bytes: &'a [u8], slide: u64) -> Result<TableFile<'a>, TableError> {
         if bytes.len() < MAGIC.len() || field::<8>(bytes, 0)? != MAGIC {
             return Err(TableError::BadMagic);
         }
@@ -110,8 +117,9 @@ impl<'a> TableFile<'a> {
         if u32::from_le_bytes(field(bytes, 12)?) as usize != HEADER_SIZE {
             return Err(TableError::BadHeader { field: "header length" });
         }
-        let ip_table_addr = u64::from_le_bytes(field(bytes, 24)?);
-        let index_base = u64::from_le_bytes(field(bytes, 32)?);
+        let slid = |v: u64| v.checked_add(slide).ok_or(TableError::IpOverflow { index: 0 });
+        let ip_table_addr = slid(u64::from_le_bytes(field(bytes, 24)?))?;
+        let index_base = slid(u64::from_le_bytes(field(bytes, 32)?))?;
         let n = u64::from(u32::from_le_bytes(field(bytes, 40)?));
         let blocks = u64::from(u32::from_le_bytes(field(bytes, 44)?));
         let [id_len] = field::<1>(bytes, 48)?;
