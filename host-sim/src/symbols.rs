@@ -16,14 +16,9 @@ pub struct Symbols {
 }
 
 impl Symbols {
-    /// The code symbols of an ELF ([`Symbols::code_symbols_of`]).
-    pub fn from_elf(data: &[u8]) -> Result<Symbols, String> {
-        Symbols::code_symbols_of(data)
-    }
-
     /// Every named code symbol of an ELF: functions and the assembly labels of executable
     /// sections (a kernel's entry code and vectors are `SYM_CODE`, no function type).
-    pub fn code_symbols_of(data: &[u8]) -> Result<Symbols, String> {
+    pub fn from_elf(data: &[u8]) -> Result<Symbols, String> {
         use object::{Object, ObjectSection, ObjectSymbol, SectionKind, SymbolKind};
         let file = object::File::parse(data).map_err(|e| e.to_string())?;
         let mut functions = Vec::new();

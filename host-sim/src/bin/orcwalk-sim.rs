@@ -256,11 +256,6 @@ fn symbols_beside(table: &Path) -> Result<Option<Symbols>, String> {
     }
 }
 
-/// A return address without its PAC (kernel addresses have the top bits set, user ones clear).
-fn strip_pac(pc: u64) -> u64 {
-    if pc >> 55 & 1 == 1 { pc | 0xff80_0000_0000_0000 } else { pc & 0x007f_ffff_ffff_ffff }
-}
-
 fn summary_line(name: &str, s: &Summary) -> String {
     let reasons: Vec<String> = s.unreliable.iter().map(|(r, n)| format!("{n} {r}")).collect();
     let witnesses = if s.two_witness + s.fp_witness + s.orc_witness > 0 {
@@ -363,8 +358,10 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     symbol_files.insert(tpath.clone(), symbols_beside(&tpath)?);
                 }
                 let syms = elf_symbols.as_ref().or(symbol_files[&tpath].as_ref());
-                let symbolize =
-                    |pc: u64| syms.and_then(|s| s.symbolize(strip_pac(pc))).map_or(String::new(), |n| format!(" {n}"));
+                let symbolize = |pc: u64| {
+                    let pc = orcwalk::pac::strip_pac(pc, dump.info.layout.va_bits);
+                    syms.and_then(|s| s.symbolize(pc)).map_or(String::new(), |n| format!(" {n}"))
+                };
                 let text = texts[&tpath].as_ref().map(ImageText::view);
                 with_text += u64::from(text.is_some());
                 let a = replay_text(&dump, tfile, text, Policy::Orcwalk, mode);
@@ -466,7 +463,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Cmd::Symbols { elf, dir } => {
             let bytes = std::fs::read(&elf).map_err(|e| format!("{}: {e}", elf.display()))?;
-            let all = Symbols::code_symbols_of(&bytes).map_err(|e| format!("{}: {e}", elf.display()))?;
+            let all = Symbols::from_elf(&bytes).map_err(|e| format!("{}: {e}", elf.display()))?;
             let mut files = Vec::new();
             collect(&dir, &mut files)?;
             let dumps = files.iter().map(|f| load(f)).collect::<Result<Vec<_>, _>>()?;
