@@ -119,6 +119,32 @@ fn context(s: &Sections, mem: &BTreeMap<u64, u64>, stack: &OrcwalkStack, pc: u64
     }
 }
 
+/// The task stack's final record at `task_pt_regs->stackframe`: the memory, and where pt_regs
+/// begins (the first frame above entry code ends there).
+fn final_frame() -> (BTreeMap<u64, u64>, u64) {
+    let l = KernelLayout::V6_13;
+    let regs = TASK_HIGH - l.pt_regs_size;
+    let fin = regs + l.stackframe;
+    let mut mem = BTreeMap::new();
+    mem.insert(fin, 0);
+    mem.insert(fin + 8, 0);
+    mem.insert(fin + 16, META_FINAL);
+    (mem, regs)
+}
+
+/// entry asm -> A (32-byte frame) -> B (48-byte frame), B at its call site in A: the memory and
+/// B's frame record.
+fn a_calls_b(s: &Sections) -> (BTreeMap<u64, u64>, u64) {
+    let (mut mem, regs) = final_frame();
+    let a_rec = regs - 32;
+    mem.insert(a_rec, regs + KernelLayout::V6_13.stackframe);
+    mem.insert(a_rec + 8, s.text + 0x8010);
+    let b_rec = a_rec - 48;
+    mem.insert(b_rec, a_rec);
+    mem.insert(b_rec + 8, s.text + 0x120);
+    (mem, b_rec)
+}
+
 #[test]
 fn walk_through_the_c_abi() {
     let s = sections();
@@ -126,20 +152,8 @@ fn walk_through_the_c_abi() {
     assert_eq!(unsafe { orcwalk_validate_table(&table) }, 0);
 
     // entry asm -> A (32-byte frame) -> B (48-byte frame), B at its call site.
-    let l = KernelLayout::V6_13;
-    let regs = TASK_HIGH - l.pt_regs_size;
-    let fin = regs + l.stackframe;
-    let entry_ret = s.text + 0x8010;
-    let mut mem = BTreeMap::new();
-    mem.insert(fin, 0);
-    mem.insert(fin + 8, 0);
-    mem.insert(fin + 16, META_FINAL);
-    let a_rec = regs - 32;
-    mem.insert(a_rec, fin);
-    mem.insert(a_rec + 8, entry_ret);
-    let b_rec = a_rec - 48;
-    mem.insert(b_rec, a_rec);
-    mem.insert(b_rec + 8, s.text + 0x120);
+    let (mut mem, b_rec) = a_calls_b(&s);
+    let (a_rec, entry_ret) = (b_rec + 48, s.text + 0x8010);
     let stack = OrcwalkStack { low: TASK_LOW, high: TASK_HIGH, kind: 0, pad: 0 };
 
     let ctx = context(&s, &mem, &stack, s.text + 0x220, b_rec, b_rec);
@@ -260,19 +274,7 @@ fn function_bounds_check_the_callee() {
         })
     }
     let s = sections();
-    let l = KernelLayout::V6_13;
-    let regs = TASK_HIGH - l.pt_regs_size;
-    let fin = regs + l.stackframe;
-    let mut mem = BTreeMap::new();
-    mem.insert(fin, 0);
-    mem.insert(fin + 8, 0);
-    mem.insert(fin + 16, META_FINAL);
-    let a_rec = regs - 32;
-    mem.insert(a_rec, fin);
-    mem.insert(a_rec + 8, s.text + 0x8010);
-    let b_rec = a_rec - 48;
-    mem.insert(b_rec, a_rec);
-    mem.insert(b_rec + 8, s.text + 0x120);
+    let (mut mem, b_rec) = a_calls_b(&s);
     let nop = 0xd503_201fu64;
     mem.insert(s.text + 0x300, 0xd65f_03c0 | nop << 32); // C: ret, a leaf that tail-calls nothing
     let stack = OrcwalkStack { low: TASK_LOW, high: TASK_HIGH, kind: 0, pad: 0 };
@@ -320,15 +322,10 @@ fn ftrace_caller_is_crossed_through_its_regs() {
         (0x448, OrcEntry::UNDEFINED),
     ]);
     let t = s.text;
-    let l = KernelLayout::V6_13;
-    let regs = TASK_HIGH - l.pt_regs_size;
-    let fin = regs + l.stackframe;
+    let (mut mem, regs) = final_frame();
+    let fin = regs + KernelLayout::V6_13.stackframe;
     let entry_ret = t + 0x8010;
     let nop = 0xd503_201fu64;
-    let mut mem = BTreeMap::new();
-    mem.insert(fin, 0);
-    mem.insert(fin + 8, 0);
-    mem.insert(fin + 16, META_FINAL);
     mem.insert(t + 0x120, 0x9400_0038 | nop << 32); // P: bl T
     mem.insert(t + 0x200, 0xaa1e_03e9 | 0x9400_003f << 32); // T: mov x9, x30; bl ftrace_caller
     mem.insert(t + 0x368, 0xd63f_0080 | nop << 32); // ftrace_caller: blr x4 (the callback)

@@ -309,14 +309,21 @@ fn reason_read_fault() {
     assert_eq!(corrupt(|b, rec| b.mem.1 = Some(rec + 8)), Some(Reason::ReadFault));
 }
 
-#[test]
-fn trampolines_recovered_or_unreliable() {
-    let layout = KernelLayout::V6_13;
+/// `chain()` with the first record's return address replaced by [`TRAMPOLINE`]: the stack, the
+/// caller's fp the recovery is keyed by, and the original return address.
+fn trampolined_chain() -> (Builder, u64, u64) {
     let mut b = chain();
     let rec = b.fp;
     let orig = b.mem.0[&(rec + 8)];
     let caller_fp = b.mem.0[&rec];
     b.w(rec + 8, TRAMPOLINE);
+    (b, caller_fp, orig)
+}
+
+#[test]
+fn trampolines_recovered_or_unreliable() {
+    let layout = KernelLayout::V6_13;
+    let (b, caller_fp, orig) = trampolined_chain();
     assert_eq!(reason(&run(&b, b.start_call(), Config::kernel(layout))), Some(Reason::Trampoline));
     let mut g = Graph::default();
     g.0.insert(caller_fp, orig);
@@ -350,11 +357,7 @@ fn stacked_trampolines_recovered_in_turn() {
         }
     }
     let layout = KernelLayout::V6_13;
-    let mut b = chain();
-    let rec = b.fp;
-    let orig = b.mem.0[&(rec + 8)];
-    let caller_fp = b.mem.0[&rec];
-    b.w(rec + 8, TRAMPOLINE);
+    let (b, caller_fp, orig) = trampolined_chain();
     let r = run_with(&b, b.start_call(), Config::kernel(layout), &[], &Both(caller_fp, orig, false), &stacks());
     assert_eq!(r.verdict, Verdict::Reliable);
     assert_eq!(r.pcs, b.expected());
