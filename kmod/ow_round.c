@@ -497,14 +497,6 @@ static void show(struct seq_file *m, const char *what, const struct ow_stats *s)
 	show_reasons(m, "current_reason", s->cur_reason);
 }
 
-static void add_class(struct ow_class *to, const struct ow_class *from)
-{
-	add(&to->tasks, &from->tasks, 6);
-	add(to->reason_kernel_only, from->reason_kernel_only, OW_NR_REASONS);
-	add(to->reason_neither, from->reason_neither, OW_NR_REASONS);
-	add(to->kernel_err_orcwalk_only, from->kernel_err_orcwalk_only, 2);
-}
-
 int ow_round(struct seq_file *m)
 {
 	memset(&now, 0, sizeof(now));
@@ -513,14 +505,9 @@ int ow_round(struct seq_file *m)
 	walk_running();
 	walk_current();
 
-	add(&total.rounds, &now.rounds, 4);
-	add_class(&total.blocked, &now.blocked);
-	add_class(&total.preempted, &now.preempted);
-	add(&total.kernel_ns, &now.kernel_ns, 3);
-	add(&total.ipi, &now.ipi, 8);
-	add(total.ipi_reason, now.ipi_reason, OW_NR_REASONS);
-	add(&total.cur, &now.cur, 5);
-	add(total.cur_reason, now.cur_reason, OW_NR_REASONS);
+	/* Every counter, whatever its place: the stats are u64s through and through. */
+	static_assert(sizeof(now) % sizeof(u64) == 0);
+	add((u64 *)&total, (const u64 *)&now, sizeof(now) / sizeof(u64));
 	show(m, "round", &now);
 	return 0;
 }
