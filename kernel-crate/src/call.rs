@@ -64,21 +64,34 @@ pub fn returns_from<C: CodeInfo>(code: &C, ra: u64, pc: u64) -> bool {
     !inside(at) && call_target(at, i).is_some_and(inside)
 }
 
-pub fn check<C: CodeInfo>(code: &C, ra: u64, callee_pc: u64) -> CallSite {
-    let Some(at) = ra.checked_sub(4) else { return CallSite::NotACall };
-    let Some(i) = code.insn(at) else { return CallSite::Consistent };
+/// The call before `ra`, taken at its word: a direct call whose target is not in the function
+/// holding `callee_pc` is `WrongCallee` here, tail calls not considered (where none can
+/// intervene, as for ftrace's trampoline entered from a function's patched entry). Returns the
+/// target's function with it, for [`check`] to ask whether it can tail-call.
+// Inlined into both callers: outlined, its frame deepened the kernel build's stack budget.
+#[inline(always)]
+pub fn direct<C: CodeInfo>(code: &C, ra: u64, callee_pc: u64) -> (CallSite, Option<(u64, u64)>) {
+    let Some(at) = ra.checked_sub(4) else { return (CallSite::NotACall, None) };
+    let Some(i) = code.insn(at) else { return (CallSite::Consistent, None) };
     if is_indirect_call(i) {
-        return CallSite::Consistent;
+        return (CallSite::Consistent, None);
     }
-    let Some(target) = call_target(at, i) else { return CallSite::NotACall };
-    let Some((start, end)) = code.function(callee_pc) else { return CallSite::Consistent };
+    let Some(target) = call_target(at, i) else { return (CallSite::NotACall, None) };
+    let Some((start, end)) = code.function(callee_pc) else { return (CallSite::Consistent, None) };
     // Called at its start, or at an inner entry point of the same function (assembly).
     if start <= target && target < end {
-        return CallSite::Consistent;
+        return (CallSite::Consistent, None);
     }
     match code.function(target) {
-        Some((ts, te)) if !may_tail_call(code, ts, te) => CallSite::WrongCallee,
-        _ => CallSite::Consistent,
+        Some(f) => (CallSite::WrongCallee, Some(f)),
+        None => (CallSite::Consistent, None),
+    }
+}
+
+pub fn check<C: CodeInfo>(code: &C, ra: u64, callee_pc: u64) -> CallSite {
+    match direct(code, ra, callee_pc) {
+        (CallSite::WrongCallee, Some((ts, te))) if may_tail_call(code, ts, te) => CallSite::Consistent,
+        (verdict, _) => verdict,
     }
 }
 

@@ -411,12 +411,10 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
         }
         // The traced function called the trampoline from its entry: a direct call into the
         // function holding the callback's return address (no tail call can intervene).
-        let at = pc.checked_sub(4).ok_or(Reason::NotACallSite)?;
-        if let Some(i) = self.code.insn(at) {
-            let target = orc_format::a64::call_target(at, i).ok_or(Reason::NotACallSite)?;
-            if self.code.function(target).is_some_and(|(s, e)| !(s <= cur.pc && cur.pc < e)) {
-                return Err(Reason::WrongCallee);
-            }
+        match call::direct(self.code, pc, cur.pc).0 {
+            CallSite::Consistent => {}
+            CallSite::NotACall => return Err(Reason::NotACallSite),
+            CallSite::WrongCallee => return Err(Reason::WrongCallee),
         }
         Ok(Step::Next(Cursor { pc, sp, fp, lr: Some(ra), exact: true }, FrameKind::Exception, Witness::Two))
     }
