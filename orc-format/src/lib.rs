@@ -16,11 +16,14 @@ pub mod format_id;
 pub mod image_id;
 pub mod index;
 pub mod kind;
+pub mod module;
 pub mod reg;
 pub mod table;
 
 #[cfg(feature = "std")]
 pub mod generate;
+#[cfg(feature = "std")]
+pub mod ko;
 #[cfg(feature = "std")]
 pub mod stdout;
 

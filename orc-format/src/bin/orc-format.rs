@@ -54,6 +54,17 @@ enum Cmd {
         #[arg(long)]
         unproven: bool,
     },
+    /// Build a module's table (the `.orcwalk_module` section its .ko carries) from the .ko: the
+    /// .ko is linked once by LD into a scratch image with each text section at its own address,
+    /// the rows proven there, and written back as offsets into the named sections.
+    BuildModule {
+        ko: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+        /// The linker (the kernel build's $(LD)).
+        #[arg(long, default_value = "ld.lld")]
+        ld: String,
+    },
     /// Print a table's header and entries, or only the entry that covers --pc. TABLE is a table
     /// file or a linked ELF holding the ORC sections.
     Dump {
@@ -110,6 +121,18 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 s.unsupported.values().sum::<u64>(),
                 s.functions_without_cfi.len()
             );
+        }
+        Cmd::BuildModule { ko, output, ld } => {
+            let mut work = output.clone().into_os_string();
+            work.push(".work");
+            let work = PathBuf::from(work);
+            std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+            let built = orc_format::ko::build(&ko, &ld, &work);
+            // The scratch link is of no use once the table is made, or when it could not be.
+            let _ = std::fs::remove_dir_all(&work);
+            let (bytes, entries) = built.map_err(err(&ko))?;
+            std::fs::write(&output, &bytes).map_err(|e| format!("{}: {e}", output.display()))?;
+            println!("{}: {entries} entries, {} bytes", output.display(), bytes.len());
         }
         Cmd::Dump { table, pc } => {
             let bytes = generate::read_file(&table).map_err(err(&table))?;
