@@ -155,6 +155,7 @@ mod abi {
         );
         same!(c::orcwalk_stack, r::OrcwalkStack, [low, high, kind, pad]);
         same!(c::orcwalk_ftrace, r::OrcwalkFtrace, [callsite, size, record, fp, lr, sp]);
+        same!(c::orcwalk_module_text, r::OrcwalkModuleText, [table, text_start, text_end]);
         same!(c::orcwalk_verdict, r::OrcwalkVerdict, [reason, pad, pc, fp]);
         same!(
             c::orcwalk_context,
@@ -183,7 +184,8 @@ mod abi {
                 recover,
                 ctx,
                 function,
-                ftrace
+                ftrace,
+                module
             ]
         );
         assert_eq!(c::orcwalk_stack_kind_ORCWALK_STACK_EFI, 5);

@@ -23,6 +23,10 @@ typedef bool (*orcwalk_recover_fn)(void *ctx, unsigned int which, unsigned long 
 typedef bool (*orcwalk_function_fn)(void *ctx, unsigned long long pc, unsigned long long *start,
 				    unsigned long long *end);
 
+/* Where a module's text section of this name (name_len bytes, no NUL) and size was loaded. */
+typedef bool (*orcwalk_section_fn)(void *ctx, const unsigned char *name, unsigned int name_len,
+				   unsigned long long size, unsigned long long *addr);
+
 struct orcwalk_table {
 	const unsigned char *ip;		/* .orc_unwind_ip (self-relative i32) */
 	const unsigned char *orc;		/* .orc_unwind (8-byte entries) */
@@ -33,6 +37,18 @@ struct orcwalk_table {
 	unsigned long long ip_addr;		/* address slot 0 stands for: ip itself for the
 						 * linked section, file address + KASLR offset */
 };
+
+/* A module's text and its table (placed by orcwalk_place_module_table when it loaded). */
+struct orcwalk_module_text {
+	struct orcwalk_table table;
+	unsigned long long text_start, text_end;
+};
+
+/*
+ * The module whose text holds pc, with its table, kept while its text can be on a stack (in the
+ * module); NULL when pc is in no module with a table.
+ */
+typedef const struct orcwalk_module_text *(*orcwalk_module_fn)(void *ctx, unsigned long long pc);
 
 /* A table file (orc-format build) parsed by orcwalk_parse_table_file. */
 struct orcwalk_table_file {
@@ -90,6 +106,7 @@ struct orcwalk_context {
 	void *ctx;
 	orcwalk_function_fn function;		/* may be NULL: no call-site callee check */
 	struct orcwalk_ftrace ftrace;
+	orcwalk_module_fn module;		/* may be NULL: module code is then unreliable */
 };
 
 /* reason: 0 reliable, else orcwalk::Reason discriminant + 1 (see kernel-crate/src/verdict.rs). */
@@ -113,6 +130,19 @@ int orcwalk_parse_table_file(const unsigned char *bytes, unsigned long long len,
 const char *orcwalk_table_error_name(unsigned int error);
 /* The name of orcwalk_verdict.reason (0: "reliable"). */
 const char *orcwalk_reason_name(unsigned int reason);
+
+/*
+ * A module's table: the .orcwalk_module section of its .ko (orc-format build-module). At load,
+ * size the buffers with orcwalk_module_table_entries(), then place it where the loader put the
+ * text sections: 4 bytes (ip) and 8 bytes (orc) an entry, kept while the module's text can be on
+ * a stack. 0 and *out a validated table; -ENOEXEC (not such a table) or -EINVAL (malformed, rows
+ * not proven, nothing loaded, sections overlapping or more than 2 GiB apart).
+ */
+int orcwalk_module_table_entries(const unsigned char *bytes, unsigned long long len,
+				 unsigned int *entries);
+int orcwalk_place_module_table(const unsigned char *bytes, unsigned long long len,
+			       orcwalk_section_fn section, void *ctx, unsigned char *ip,
+			       unsigned char *orc, unsigned int capacity, struct orcwalk_table *out);
 
 /* 0 when reliable, -EINVAL otherwise; out (may be NULL) receives the reason and place. */
 int orcwalk_stack_walk_reliable(orcwalk_consume_fn consume, void *cookie,

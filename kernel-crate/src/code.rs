@@ -171,34 +171,62 @@ impl FunctionBounds for () {
     }
 }
 
+/// Code loaded after the image (a kernel's modules), each part with its own table and text
+/// range: the C ABI's `module` callback. Only tables whose rows were proven along control flow
+/// are given: a loaded table is held to the same standard as the image's. Answers come per pc,
+/// so that no table view is kept on the walk's frame (the kernel's stack budget).
+pub trait Loaded {
+    /// True when `pc` is in loaded text that has a table.
+    fn is_loaded_text(&self, pc: u64) -> bool;
+    /// The entry covering `pc` in its loaded code's table (`None`: no loaded code with a table
+    /// holds `pc`, or its table has no entry there).
+    fn loaded_orc(&self, pc: u64) -> Option<OrcEntry>;
+}
+
+/// Nothing loaded.
+impl Loaded for () {
+    fn is_loaded_text(&self, _pc: u64) -> bool {
+        false
+    }
+    fn loaded_orc(&self, _pc: u64) -> Option<OrcEntry> {
+        None
+    }
+}
+
 /// `code` with its instructions read through `mem`: in a kernel, text is ordinary readable
 /// memory, so the walk's own reader serves (the C ABI's read callback); function bounds come
-/// from `functions` where it knows them.
+/// from `functions` where it knows them, and text outside the image from `loaded` (modules),
+/// each with its own table.
 #[derive(Debug)]
-pub struct TextInMemory<'a, C, M, F = ()> {
+pub struct TextInMemory<'a, C, M, F = (), L = ()> {
     pub code: &'a C,
     pub mem: &'a M,
     pub functions: &'a F,
+    pub loaded: &'a L,
 }
 
-impl<C: CodeInfo, M: crate::memory::Memory, F: FunctionBounds> CodeInfo for TextInMemory<'_, C, M, F> {
+impl<C: CodeInfo, M: crate::memory::Memory, F: FunctionBounds, L: Loaded> CodeInfo for TextInMemory<'_, C, M, F, L> {
     fn is_text(&self, pc: u64) -> bool {
-        self.code.is_text(pc)
+        self.code.is_text(pc) || self.loaded.is_loaded_text(pc)
     }
     fn orc(&self, pc: u64) -> Option<OrcEntry> {
-        self.code.orc(pc)
+        if self.code.is_text(pc) {
+            return self.code.orc(pc);
+        }
+        self.loaded.loaded_orc(pc)
     }
     fn is_entry_text(&self, pc: u64) -> bool {
         self.code.is_entry_text(pc)
     }
+    /// Loaded code's rows are proven (see [`LoadedCode`]).
     fn exact_pc_proven(&self, pc: u64) -> bool {
-        self.code.exact_pc_proven(pc)
+        !self.code.is_text(pc) || self.code.exact_pc_proven(pc)
     }
     fn rows_proven(&self) -> bool {
         self.code.rows_proven()
     }
     fn insn(&self, pc: u64) -> Option<u32> {
-        if !pc.is_multiple_of(4) || !self.code.is_text(pc) {
+        if !pc.is_multiple_of(4) || !self.is_text(pc) {
             return None;
         }
         let word = self.mem.read_u64(pc & !7)?;

@@ -8,9 +8,10 @@
 
 use core::ffi::{CStr, c_char, c_void};
 
+use orc_format::module::ModuleTable;
 use orc_format::{IndexParts, OrcTable, TableError, TableFile};
 
-use crate::code::{FtraceFrame, FunctionBounds, TableCode, TextInMemory};
+use crate::code::{FtraceFrame, FunctionBounds, Loaded, TableCode, TextInMemory};
 use crate::frame::Frame;
 use crate::layout::KernelLayout;
 use crate::memory::Memory;
@@ -18,6 +19,7 @@ use crate::recovery::{ReturnRecovery, Trampoline};
 use crate::stacks::{StackInfo, StackKind, Stacks};
 use crate::verdict::{Reason, Verdict};
 use crate::walk::{Config, EndRule, Policy, Start, walk};
+use orc_format::OrcEntry;
 
 /// `bool (*consume)(void *cookie, unsigned long pc)`: false stops the walk (buffer full).
 pub type ConsumeFn = extern "C" fn(cookie: *mut c_void, pc: u64) -> bool;
@@ -25,6 +27,14 @@ pub type ConsumeFn = extern "C" fn(cookie: *mut c_void, pc: u64) -> bool;
 pub type ReadFn = extern "C" fn(ctx: *mut c_void, addr: u64, out: *mut u64) -> bool;
 /// The function `[*start, *end)` containing `pc` (a kernel's `kallsyms_lookup_size_offset`).
 pub type FunctionFn = extern "C" fn(ctx: *mut c_void, pc: u64, start: *mut u64, end: *mut u64) -> bool;
+/// The module whose text holds `pc`: its table (placed by [`orcwalk_place_module_table`] when it
+/// loaded) and the text range it covers, kept by the caller while the module's text can be on a
+/// stack (a kernel keeps it in the module); null when `pc` is in no module with a table. A
+/// pointer, not a copy: the walk's stack budget.
+pub type ModuleFn = extern "C" fn(ctx: *mut c_void, pc: u64) -> *const OrcwalkModuleText;
+/// Where a module's section of this name (`name_len` bytes, not NUL-terminated) and size was
+/// loaded: true and `*addr` set, false when it was not loaded.
+pub type SectionFn = extern "C" fn(ctx: *mut c_void, name: *const u8, name_len: u32, size: u64, addr: *mut u64) -> bool;
 /// Original return address for a trampoline (`which`: 0 fgraph, 1 kretprobe), keyed by fp.
 pub type RecoverFn = extern "C" fn(ctx: *mut c_void, which: u32, fp: u64, pc: u64, out: *mut u64) -> bool;
 
@@ -42,6 +52,15 @@ pub struct OrcwalkTable {
     /// The address slot 0 stands for (`ip = ip_addr + 4 * i + slot[i]`): `ip` itself for the
     /// linked section, the table file's address plus the KASLR offset for a loaded file.
     pub ip_addr: u64,
+}
+
+/// A module's text and its table, as the `module` callback gives them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct OrcwalkModuleText {
+    pub table: OrcwalkTable,
+    pub text_start: u64,
+    pub text_end: u64,
 }
 
 /// A table file parsed by [`orcwalk_parse_table_file`]: the table, ready for the walk, and what
@@ -160,6 +179,9 @@ pub struct OrcwalkContext {
     pub function: Option<FunctionFn>,
     /// ftrace's trampoline frame; `callsite` 0 when the kernel has none.
     pub ftrace: OrcwalkFtrace,
+    /// Module text and tables, or null: then module code is not text, and a stack through it
+    /// is unreliable.
+    pub module: Option<ModuleFn>,
 }
 
 /// `ftrace_caller`'s frame, as C passes it (`struct orcwalk_ftrace`): the return address of its
@@ -234,6 +256,39 @@ impl FunctionBounds for CFunctions {
     }
 }
 
+struct CModules {
+    module: Option<ModuleFn>,
+    ctx: *mut c_void,
+}
+
+impl CModules {
+    /// The module holding `pc`, its range checked (a range that does not hold `pc` is no
+    /// answer).
+    fn at(&self, pc: u64) -> Option<&OrcwalkModuleText> {
+        let f = self.module?;
+        // SAFETY: the callback's contract: null, or a struct that stays while the module's
+        // text can be on a stack.
+        let m = unsafe { f(self.ctx, pc).as_ref() }?;
+        (m.text_start <= pc && pc < m.text_end).then_some(m)
+    }
+}
+
+impl Loaded for CModules {
+    fn is_loaded_text(&self, pc: u64) -> bool {
+        self.at(pc).is_some()
+    }
+
+    /// Out of line: the table view stays off the walk's own frame (the kernel's stack budget).
+    #[inline(never)]
+    fn loaded_orc(&self, pc: u64) -> Option<OrcEntry> {
+        let m = self.at(pc)?;
+        // SAFETY: a table placed by orcwalk_place_module_table (the callback's contract).
+        let (ips, orc, index) = unsafe { table_parts(&m.table) }?;
+        let table = OrcTable::from_validated_parts(ips, m.table.ip_addr, orc, index)?;
+        table.find(pc).map(|(_, e)| e)
+    }
+}
+
 /// The caller's stack list, read in place (copying it would cost the walk's stack budget).
 struct CStacks<'a>(&'a [OrcwalkStack]);
 
@@ -256,8 +311,8 @@ impl Stacks for CStacks<'_> {
 /// # Safety
 /// `t.ip` and `t.orc` point to `num_entries` 4- and 8-byte slots, `t.lookup` to
 /// `lookup_blocks + 1` words or is null, all readable for the duration of the call, and `t.ip`
-/// stands for `t.ip_addr`.
-unsafe fn table_parts(t: &OrcwalkTable) -> Option<(&[u8], &[u8], Option<IndexParts<'_>>)> {
+/// stands for `t.ip_addr`; the memory stays for `'a`, which the caller chooses.
+unsafe fn table_parts<'a>(t: &OrcwalkTable) -> Option<(&'a [u8], &'a [u8], Option<IndexParts<'a>>)> {
     if t.ip.is_null() || t.orc.is_null() {
         return None;
     }
@@ -352,7 +407,8 @@ pub unsafe extern "C" fn orcwalk_stack_walk_reliable(
         let mem = CMemory { read: c.read, ctx: c.ctx };
         // Instructions are read like any other kernel memory, through the caller's reader.
         let functions = CFunctions { function: c.function, ctx: c.ctx };
-        let code = TextInMemory { code: &code, mem: &mem, functions: &functions };
+        let modules = CModules { module: c.module, ctx: c.ctx };
+        let code = TextInMemory { code: &code, mem: &mem, functions: &functions, loaded: &modules };
         let rec =
             CRecovery { recover: c.recover, fgraph: c.fgraph_return, kretprobe: c.kretprobe_trampoline, ctx: c.ctx };
         walk(start, &cfg, &mem, &CStacks(given), &code, &rec, |f: &Frame| consume(cookie, f.pc))
@@ -368,6 +424,99 @@ pub unsafe extern "C" fn orcwalk_stack_walk_reliable(
         *o = v;
     }
     code
+}
+
+/// The number of entries of a module's table (the `.orcwalk_module` section of its `.ko`, `len`
+/// bytes at `bytes`), to size the buffers [`orcwalk_place_module_table`] fills. 0 and `*entries`
+/// set when the table is well formed and its rows proven; -ENOEXEC (not such a table, or
+/// another format) or -EINVAL otherwise.
+///
+/// # Safety
+/// `bytes` points to `len` readable bytes; `entries` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn orcwalk_module_table_entries(bytes: *const u8, len: u64, entries: *mut u32) -> i32 {
+    // SAFETY: the caller's obligations.
+    let Some(out) = (unsafe { entries.as_mut() }) else { return -EINVAL };
+    // SAFETY: as above.
+    match unsafe { module_table(bytes, len) } {
+        Ok(t) => {
+            *out = t.len();
+            0
+        }
+        Err(e) => e,
+    }
+}
+
+/// # Safety
+/// `bytes` is null or points to `len` readable bytes that outlive the result.
+unsafe fn module_table<'a>(bytes: *const u8, len: u64) -> Result<ModuleTable<'a>, i32> {
+    let n = usize::try_from(len).map_err(|_| -EINVAL)?;
+    if bytes.is_null() {
+        return Err(-EINVAL);
+    }
+    // SAFETY: the caller guarantees `len` readable bytes.
+    let data = unsafe { core::slice::from_raw_parts(bytes, n) };
+    match ModuleTable::parse(data) {
+        Ok(t) if t.proven() => Ok(t),
+        Ok(_) => Err(-EINVAL),
+        Err(TableError::BadMagic | TableError::FormatMismatch { .. }) => Err(-ENOEXEC),
+        Err(_) => Err(-EINVAL),
+    }
+}
+
+/// Places a module's table once it is loaded: `section(ctx, name, name_len, size, &addr)` says
+/// where each text section went; `ip` (4 bytes an entry) and `orc` (8 bytes an entry) hold
+/// `capacity` entries ([`orcwalk_module_table_entries`]) and must stay while the module's text
+/// can be on a stack. 0 and `*out` filled (a validated table, sections in address order) or
+/// -ENOEXEC / -EINVAL, when the table is not well formed, its rows not proven, no section was
+/// loaded, or the placed sections overlap or span more than 2 GiB.
+///
+/// # Safety
+/// `bytes` points to `len` readable bytes; `ip` and `orc` to `capacity` writable entries each;
+/// `out` is writable; `section` is safe to call with `ctx`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn orcwalk_place_module_table(
+    bytes: *const u8,
+    len: u64,
+    section: SectionFn,
+    ctx: *mut c_void,
+    ip: *mut u8,
+    orc: *mut u8,
+    capacity: u32,
+    out: *mut OrcwalkTable,
+) -> i32 {
+    // SAFETY: the caller's obligations.
+    let Some(out) = (unsafe { out.as_mut() }) else { return -EINVAL };
+    // SAFETY: as above.
+    let t = match unsafe { module_table(bytes, len) } {
+        Ok(t) => t,
+        Err(e) => return e,
+    };
+    let Ok(n) = usize::try_from(capacity) else { return -EINVAL };
+    if ip.is_null() || orc.is_null() || t.len() > capacity {
+        return -EINVAL;
+    }
+    let (Some(ip_len), Some(orc_len)) = (n.checked_mul(4), n.checked_mul(8)) else { return -EINVAL };
+    // SAFETY: the caller guarantees `capacity` writable entries in each buffer.
+    let ips = unsafe { core::slice::from_raw_parts_mut(ip, ip_len) };
+    // SAFETY: as above.
+    let orcs = unsafe { core::slice::from_raw_parts_mut(orc, orc_len) };
+    let address = |name: &[u8], size: u64| {
+        let mut addr = 0u64;
+        let name_len = u32::try_from(name.len()).ok()?;
+        section(ctx, name.as_ptr(), name_len, size, &mut addr).then_some(addr)
+    };
+    let Ok(placed) = t.place(address, ips, orcs) else { return -EINVAL };
+    *out = OrcwalkTable {
+        ip: ip.cast_const(),
+        orc: orc.cast_const(),
+        num_entries: placed.len,
+        lookup_blocks: 0,
+        lookup: core::ptr::null(),
+        lookup_base: 0,
+        ip_addr: placed.ip_addr,
+    };
+    0
 }
 
 /// Table-file refusals, as `OrcwalkTableFile::error` numbers them.

@@ -211,31 +211,36 @@ impl<'a> ModuleTable<'a> {
         ips: &mut [u8],
         orc: &mut [u8],
     ) -> Result<Placed, TableError> {
-        // Each section's address once (bounded by MAX_SECTIONS), then selection in address
-        // order: no allocation, no sort buffer.
-        let mut addr = [None::<u64>; MAX_SECTIONS as usize];
-        for (k, slot) in (0..self.nr_sections).zip(addr.iter_mut()) {
+        // Sections in address order by selection, asking `address` again each round: no
+        // allocation and no per-section array on a kernel stack (at most MAX_SECTIONS rounds).
+        let mut loaded: u32 = 0;
+        let mut ip_addr: Option<u64> = None;
+        for k in 0..self.nr_sections {
             let s = self.section(k).ok_or(TableError::BadHeader { field: "section name" })?;
-            *slot = address(s.name, s.size);
+            if let Some(a) = address(s.name, s.size) {
+                loaded = loaded.saturating_add(1);
+                ip_addr = Some(ip_addr.map_or(a, |m: u64| m.min(a)));
+            }
         }
-        let ip_addr =
-            addr.iter().flatten().copied().min().ok_or(TableError::BadHeader { field: "no section loaded" })?;
+        let ip_addr = ip_addr.ok_or(TableError::BadHeader { field: "no section loaded" })?;
         let mut written: u32 = 0;
-        let mut done = [false; MAX_SECTIONS as usize];
+        let mut placed: u32 = 0;
+        let mut last: Option<u64> = None;
         loop {
-            let mut pick: Option<(usize, u64)> = None;
-            for (k, (a, d)) in addr.iter().zip(done.iter()).enumerate() {
-                if let (Some(a), false) = (*a, *d)
+            let mut pick: Option<(u32, u64)> = None;
+            for k in 0..self.nr_sections {
+                let s = self.section(k).ok_or(TableError::BadHeader { field: "section name" })?;
+                if let Some(a) = address(s.name, s.size)
+                    && last.is_none_or(|l| a > l)
                     && pick.is_none_or(|(_, p)| a < p)
                 {
                     pick = Some((k, a));
                 }
             }
             let Some((k, base)) = pick else { break };
-            if let Some(d) = done.get_mut(k) {
-                *d = true;
-            }
-            let s = self.section(k as u32).ok_or(TableError::BadHeader { field: "section name" })?;
+            last = Some(base);
+            placed = placed.saturating_add(1);
+            let s = self.section(k).ok_or(TableError::BadHeader { field: "section name" })?;
             for i in s.first..s.first.saturating_add(s.count) {
                 let off = self.offset(i).ok_or(TableError::LengthMismatch { part: "offsets" })?;
                 let ip = base.checked_add(u64::from(off)).ok_or(TableError::IpOverflow { index: i })?;
@@ -249,13 +254,17 @@ impl<'a> ModuleTable<'a> {
                 let ip_dst = ips
                     .get_mut(w.saturating_mul(IP_SIZE)..w.saturating_mul(IP_SIZE).saturating_add(IP_SIZE))
                     .ok_or(TableError::LengthMismatch { part: ".orc_unwind_ip" })?;
-                ip_dst.copy_from_slice(&rel.to_le_bytes());
+                ip_dst.iter_mut().zip(rel.to_le_bytes()).for_each(|(d, b)| *d = b);
                 let orc_dst = orc
                     .get_mut(w.saturating_mul(ENTRY_SIZE)..w.saturating_mul(ENTRY_SIZE).saturating_add(ENTRY_SIZE))
                     .ok_or(TableError::LengthMismatch { part: ".orc_unwind" })?;
-                orc_dst.copy_from_slice(&e.to_bytes());
+                orc_dst.iter_mut().zip(e.to_bytes()).for_each(|(d, b)| *d = b);
                 written = written.saturating_add(1);
             }
+        }
+        // Two sections at one address: one of them would be described by the other's rows.
+        if placed != loaded {
+            return Err(TableError::BadHeader { field: "two sections at one address" });
         }
         let n = written as usize;
         let ips = ips.get(..n.saturating_mul(IP_SIZE)).ok_or(TableError::LengthMismatch { part: ".orc_unwind_ip" })?;
@@ -381,6 +390,12 @@ mod tests {
     }
 
     #[test]
+    fn two_sections_at_one_address_are_refused() {
+        let same = placed(&sample(), &[(".text", 0x1000_0000), (".init.text", 0x1000_0000)]);
+        assert!(matches!(same, Err(TableError::BadHeader { .. })), "{same:?}");
+    }
+
+    #[test]
     fn overlapping_or_distant_sections_are_refused() {
         // .init.text placed inside .text: the ips would not rise.
         let overlap = placed(&sample(), &[(".text", 0x1000_0000), (".init.text", 0x1000_0020)]);
@@ -397,8 +412,10 @@ mod tests {
         let (mut ips, mut orc) = (vec![0; 4 * 6], vec![0; 8 * 6]);
         t.place(
             |n, size| {
-                sizes.push((n.to_vec(), size));
-                Some(0x1000 * sizes.len() as u64 * 0x1000)
+                if !sizes.contains(&(n.to_vec(), size)) {
+                    sizes.push((n.to_vec(), size));
+                }
+                Some(if n == b".text" { 0x10_0000 } else { 0x20_0000 })
             },
             &mut ips,
             &mut orc,
