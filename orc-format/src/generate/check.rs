@@ -1,25 +1,38 @@
 //! `check ELF TABLE`: at every instruction of covered text, gimli's CFI row and the table's entry
 //! must say the same thing, or the table must say UNDEFINED (it may refuse a row it found stale,
 //! never claim a rule the CFI does not); in text without CFI the table must say nothing (or
-//! UNDEFINED).
+//! UNDEFINED), or exactly the row the generator derives from the instructions there.
+//!
+//! The CFI is read here with gimli alone (`Cfi`: `DebugFrame`/`EhFrame`, `entries`, each FDE
+//! parsed with its CIE, its rows evaluated by `UnwindTable`), not through the generator's reader
+//! (`generate::fde`), so that a mistake in that reader is caught rather than shared. FDEs are
+//! grouped as the generator groups them: overlapping ranges form one cluster, which holds only
+//! where all its members agree at every address (exact duplicates, e.g. a function in both
+//! `.debug_frame` and `.eh_frame`), else the table must say UNDEFINED over all of it.
 //!
 //! Then along control flow: every call frame the table claims must hold on every path into its
 //! pc, by the generator's proof of the same image ([`super::prove`]): a table made by another
-//! tool, or by an older generator that checked rows in address order, fails there.
+//! tool, or by an older generator that checked rows in address order, fails there. An anchored
+//! row (CFA on sp where the CFI has it on x29) is compared with the CFI in every rule but the
+//! CFA; its CFA (register and offset: sp's distance to the CFA is not in the CFI) must be the
+//! one the proof computes from the instructions.
 //!
 //! The comparison runs in the other direction from the generator: the table entry is decoded
 //! back into rules ([`Expect::from_entry`]) and compared with rules read off gimli's row
 //! ([`Expect::from_row`]), so a slip in the generator's mapping shows up as a mismatch here.
 
-use std::collections::HashMap;
 use std::fmt;
 
-use gimli::{CfaRule, Register, RegisterRule, UnwindTableRow};
+use gimli::{
+    BaseAddresses, CfaRule, CieOrFde, DebugFrame, EhFrame, EndianSlice, FrameDescriptionEntry, LittleEndian, Register,
+    RegisterRule, UnwindContext, UnwindOffset, UnwindSection, UnwindTable, UnwindTableRow, Vendor,
+};
 
 use super::GenError;
 use super::elf::ElfImage;
-use super::fde::{CfiSections, FdeHeader};
 use crate::{Kind, OrcEntry, OrcTable, Reg};
+
+type Slice<'a> = EndianSlice<'a, LittleEndian>;
 
 const INSN: u64 = 4;
 
@@ -184,76 +197,203 @@ impl Checker<'_, '_> {
     }
 }
 
-/// Groups of FDEs whose ranges overlap. Overlapping FDEs that are not exact duplicates must be
-/// UNDEFINED over their union (the generator trusts neither); exact duplicates behave as one.
-struct Clusters {
-    of_fde: HashMap<(&'static str, u64), usize>,
-    ranges: Vec<(u64, u64, usize)>,
+/// Which CFI section an FDE was read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Section {
+    Debug,
+    Eh,
 }
 
-fn clusters(mut headers: Vec<FdeHeader>) -> Clusters {
-    headers.sort_by_key(|h| (h.start, h.end));
-    let mut of_fde = HashMap::new();
-    let mut ranges: Vec<(u64, u64, usize)> = Vec::new();
-    for h in headers {
-        match ranges.last_mut() {
-            Some(last) if h.start < last.1 => {
-                last.1 = last.1.max(h.end);
-                last.2 += 1;
-            }
-            _ => ranges.push((h.start, h.end, 1)),
+/// One FDE as the checker reads it: gimli's own parse, kept whole so that its rows can be
+/// evaluated when its turn comes (a row is large, an FDE is not).
+struct Function<'a> {
+    start: u64,
+    end: u64,
+    section: Section,
+    fde: FrameDescriptionEntry<Slice<'a>>,
+}
+
+/// The image's CFI as gimli sees it, read here and not through the generator's reader
+/// (`generate::fde`): a mistake there (a base address, a skipped FDE, a row cut short, a flag
+/// taken from the wrong place) then shows up as a mismatch instead of being shared.
+struct Cfi<'a> {
+    debug: Option<DebugFrame<Slice<'a>>>,
+    eh: Option<EhFrame<Slice<'a>>>,
+    /// `.debug_frame` pointers are absolute: no base.
+    debug_bases: BaseAddresses,
+    /// `.eh_frame` pointers may be relative to the section itself, `.eh_frame_hdr`, `.text` or
+    /// the GOT, each at its load address.
+    eh_bases: BaseAddresses,
+}
+
+impl<'a> Cfi<'a> {
+    fn new(image: &ElfImage<'a>) -> Result<Cfi<'a>, GenError> {
+        let debug = image.debug_frame.map(|s| {
+            let mut d = DebugFrame::new(s.data, LittleEndian);
+            d.set_vendor(Vendor::AArch64);
+            d
+        });
+        let eh = image.eh_frame.map(|s| {
+            let mut e = EhFrame::new(s.data, LittleEndian);
+            e.set_vendor(Vendor::AArch64);
+            e
+        });
+        if debug.is_none() && eh.is_none() {
+            return Err(GenError::NoCfi);
         }
-        of_fde.insert((h.section, h.offset), ranges.len() - 1);
+        let mut eh_bases = BaseAddresses::default();
+        if let Some(s) = image.eh_frame {
+            eh_bases = eh_bases.set_eh_frame(s.address);
+        }
+        if let Some(a) = image.eh_frame_hdr_address {
+            eh_bases = eh_bases.set_eh_frame_hdr(a);
+        }
+        if let Some(a) = image.text_address {
+            eh_bases = eh_bases.set_text(a);
+        }
+        if let Some(a) = image.got_address {
+            eh_bases = eh_bases.set_got(a);
+        }
+        Ok(Cfi { debug, eh, debug_bases: BaseAddresses::default(), eh_bases })
     }
-    Clusters { of_fde, ranges }
+
+    /// Every FDE of both sections whose non-empty range lies in executable text (a linked image
+    /// keeps discarded functions' FDEs at address 0), sorted by range, `.debug_frame` first
+    /// where two ranges are equal.
+    fn functions(&self, image: &ElfImage<'_>) -> Result<Vec<Function<'a>>, GenError> {
+        let mut out = Vec::new();
+        if let Some(s) = &self.debug {
+            read_fdes(s, &self.debug_bases, Section::Debug, image, &mut out)?;
+        }
+        if let Some(s) = &self.eh {
+            read_fdes(s, &self.eh_bases, Section::Eh, image, &mut out)?;
+        }
+        out.sort_by_key(|f| (f.start, f.end));
+        Ok(out)
+    }
+
+    /// What the CFI says at each instruction of `f`: `(address, expectation)` for every
+    /// 4-byte address its rows cover, clipped to its range.
+    fn expectations(
+        &self,
+        f: &Function<'a>,
+        ctx: &mut UnwindContext<usize>,
+        mut each: impl FnMut(u64, Expect),
+    ) -> Result<(), GenError> {
+        let signal = f.fde.cie().is_signal_trampoline();
+        let mut step = |row: &UnwindTableRow<usize>| {
+            let expected = Expect::from_row(row, signal);
+            for addr in (row.start_address().max(f.start)..row.end_address().min(f.end)).step_by(INSN as usize) {
+                each(addr, expected);
+            }
+        };
+        match (f.section, &self.debug, &self.eh) {
+            (Section::Debug, Some(s), _) => each_row(s, &self.debug_bases, ctx, &f.fde, ".debug_frame", &mut step),
+            (Section::Eh, _, Some(s)) => each_row(s, &self.eh_bases, ctx, &f.fde, ".eh_frame", &mut step),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn name(section: Section) -> &'static str {
+    match section {
+        Section::Debug => ".debug_frame",
+        Section::Eh => ".eh_frame",
+    }
+}
+
+/// The FDEs of one section, each parsed with its CIE by gimli.
+fn read_fdes<'a, S: UnwindSection<Slice<'a>>>(
+    s: &S,
+    bases: &BaseAddresses,
+    section: Section,
+    image: &ElfImage<'_>,
+    out: &mut Vec<Function<'a>>,
+) -> Result<(), GenError>
+where
+    S::Offset: UnwindOffset<usize>,
+{
+    let err = |offset: usize| move |source| GenError::Cfi { section: name(section), offset: offset as u64, source };
+    let mut entries = s.entries(bases);
+    let mut at = 0;
+    while let Some(entry) = entries.next().map_err(err(at))? {
+        let CieOrFde::Fde(partial) = entry else { continue };
+        let fde = partial.parse(S::cie_from_offset).map_err(err(at))?;
+        at = fde.offset();
+        let (start, end) = (fde.initial_address(), fde.end_address());
+        if start < end && image.is_executable(start, end) {
+            out.push(Function { start, end, section, fde });
+        }
+    }
+    Ok(())
+}
+
+/// gimli's rows of one FDE (`UnwindTable`), in order.
+fn each_row<'a, S: UnwindSection<Slice<'a>>>(
+    s: &S,
+    bases: &BaseAddresses,
+    ctx: &mut UnwindContext<usize>,
+    fde: &FrameDescriptionEntry<Slice<'a>>,
+    section: &'static str,
+    f: &mut impl FnMut(&UnwindTableRow<usize>),
+) -> Result<(), GenError>
+where
+    S::Offset: UnwindOffset<usize>,
+{
+    let err = |source| GenError::Cfi { section, offset: fde.offset() as u64, source };
+    let mut table = UnwindTable::new(s, bases, ctx, fde).map_err(err)?;
+    while let Some(row) = table.next_row().map_err(err)? {
+        f(row);
+    }
+    Ok(())
 }
 
 /// Compares `table` with the CFI of `image` at every instruction address of executable text.
 pub fn check(image: &ElfImage<'_>, table: &OrcTable<'_>) -> Result<CheckReport, GenError> {
-    let sections = CfiSections::new(image)?;
-    let mut headers = Vec::new();
-    sections.for_each_fde(|h, _| {
-        if image.is_executable(h.start, h.end)
-            && headers.last().is_none_or(|l: &FdeHeader| l.offset != h.offset || l.section != h.section)
-        {
-            headers.push(*h);
-        }
-    })?;
-    let clusters = clusters(headers);
+    let cfi = Cfi::new(image)?;
+    let functions = cfi.functions(image)?;
     let mut checker = Checker { table, image, report: CheckReport::default() };
-    // Expectations inside multi-FDE clusters, per member: address -> expectation.
-    let mut shared: HashMap<usize, Vec<HashMap<u64, Expect>>> = HashMap::new();
-    let mut current: Option<(&'static str, u64)> = None;
+    let mut ctx = Box::new(UnwindContext::new());
 
-    sections.for_each_fde(|h, row| {
-        let Some(&cluster) = clusters.of_fde.get(&(h.section, h.offset)) else { return };
-        let expected = Expect::from_row(row, h.signal);
-        let members = clusters.ranges.get(cluster).map_or(1, |r| r.2);
-        let addrs = (row.start_address()..row.end_address().min(h.end)).step_by(INSN as usize);
-        if members == 1 {
-            for addr in addrs {
+    // Functions whose ranges overlap form one cluster, `[start, end)`. A cluster of one is
+    // compared row by row. In a larger one (the same function in both sections, or two
+    // descriptions of overlapping code) the CFI holds only where every member says the same
+    // thing at every address (exact duplicates behave as one); otherwise nothing is trusted and
+    // the table must say UNDEFINED over the whole cluster.
+    let mut covered: Vec<(u64, u64)> = Vec::new();
+    let mut rest = functions.as_slice();
+    while let Some(first) = rest.first() {
+        let (start, mut end, mut n) = (first.start, first.end, 1);
+        while let Some(next) = rest.get(n).filter(|f| f.start < end) {
+            end = end.max(next.end);
+            n += 1;
+        }
+        let (cluster, tail) = rest.split_at(n);
+        rest = tail;
+        covered.push((start, end));
+        if let [only] = cluster {
+            cfi.expectations(only, &mut ctx, |addr, expected| {
                 checker.report.cfi_addresses += 1;
                 checker.compare(addr, expected);
-            }
-        } else {
-            let list = shared.entry(cluster).or_default();
-            if current != Some((h.section, h.offset)) {
-                list.push(HashMap::new());
-                current = Some((h.section, h.offset));
-            }
-            if let Some(m) = list.last_mut() {
-                m.extend(addrs.map(|a| (a, expected)));
-            }
+            })?;
+            continue;
         }
-    })?;
-
-    for (cluster, members) in shared {
-        let Some(&(start, end, _)) = clusters.ranges.get(cluster) else { continue };
-        let identical = members.windows(2).all(|w| w[0] == w[1]);
-        for addr in (start..end).step_by(INSN as usize) {
+        let slots = usize::try_from((end - start).div_ceil(INSN)).unwrap_or(0);
+        let mut members: Vec<Vec<Option<Expect>>> = Vec::with_capacity(cluster.len());
+        for f in cluster {
+            let mut says = vec![None; slots];
+            cfi.expectations(f, &mut ctx, |addr, expected| {
+                if let Some(slot) = usize::try_from((addr - start) / INSN).ok().and_then(|k| says.get_mut(k)) {
+                    *slot = Some(expected);
+                }
+            })?;
+            members.push(says);
+        }
+        let agree = members.windows(2).all(|w| w[0] == w[1]);
+        for (k, addr) in (start..end).step_by(INSN as usize).enumerate() {
             checker.report.cfi_addresses += 1;
-            let expected = match members.first().and_then(|m| m.get(&addr)) {
-                Some(e) if identical => *e,
+            let expected = match members.first().and_then(|m| m.get(k)).copied().flatten() {
+                Some(e) if agree => e,
                 _ => Expect::Undefined,
             };
             checker.compare(addr, expected);
@@ -273,9 +413,9 @@ pub fn check(image: &ElfImage<'_>, table: &OrcTable<'_>) -> Result<CheckReport, 
     for &(s, e) in &image.exec_ranges {
         let mut addr = s;
         while addr < e {
-            let i = clusters.ranges.partition_point(|r| r.1 <= addr);
-            match clusters.ranges.get(i) {
-                Some(&(cs, ce, _)) if cs <= addr => addr = ce,
+            let i = covered.partition_point(|r| r.1 <= addr);
+            match covered.get(i) {
+                Some(&(cs, ce)) if cs <= addr => addr = ce,
                 next => {
                     let stop = next.map_or(e, |r| r.0.min(e));
                     while addr < stop {
