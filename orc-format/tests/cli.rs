@@ -153,3 +153,21 @@ fn elf_object_anchors_to_an_untyped_symbol() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no text symbol `no_such_symbol`"));
 }
+
+/// `check` says how many rows it accepted as refused (UNDEFINED where the CFI has a rule), as a
+/// share of what it compared, and how many of them the proof of the image would have kept.
+#[test]
+fn check_prints_what_it_accepts_as_refused() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/corpus/user/clang-O2");
+    let out = bin().arg("check").arg(dir.join("program.elf")).arg(dir.join("program.orc")).output().unwrap();
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{s}");
+    assert!(s.contains("checked 88314 addresses with CFI and 1244 without: 0 mismatches (2851 refused, "), "{s}");
+    assert!(
+        s.contains(
+            "accepted as refused: 2851 addresses where the CFI has a rule and the table says UNDEFINED \
+             (3.23 % of the addresses with CFI), 0 of them where the proof of the image keeps a row"
+        ),
+        "{s}"
+    );
+}

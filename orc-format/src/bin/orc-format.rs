@@ -237,13 +237,19 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             }
             let p = &report.proof;
             println!(
-                "checked {} addresses with CFI and {} without: {} mismatches ({} refused (UNDEFINED where CFI has a rule), {} anchored to sp, {} contradicted along some path)",
+                "checked {} addresses with CFI and {} without: {} mismatches ({} refused, {} anchored to sp, {} contradicted along some path)",
                 report.cfi_addresses,
                 report.gap_addresses,
                 report.mismatch_count,
                 report.refused_addresses,
                 report.anchored_addresses,
                 report.contradicted_addresses
+            );
+            println!(
+                "accepted as refused: {} addresses where the CFI has a rule and the table says UNDEFINED ({:.2} % of the addresses with CFI), {} of them where the proof of the image keeps a row",
+                report.refused_addresses,
+                percent(report.refused_addresses, report.cfi_addresses),
+                report.refused_where_proven
             );
             println!(
                 "proof of the image: {} instructions proven, {} cut, {} not judged (UNDEFINED or not a call frame); {} functions without CFI given derived rows ({} addresses in the table agree)",
@@ -255,6 +261,11 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `part` as a percentage of `whole` (0 for an empty whole).
+fn percent(part: u64, whole: u64) -> f64 {
+    if whole == 0 { 0.0 } else { 100.0 * part as f64 / whole as f64 }
 }
 
 fn main() -> ExitCode {
