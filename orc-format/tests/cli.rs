@@ -171,3 +171,21 @@ fn check_prints_what_it_accepts_as_refused() {
         "{s}"
     );
 }
+
+/// An object file's CFI names its code through relocations not yet applied (`.rela.eh_frame`):
+/// read as it is, the generator and the checker would agree on addresses that are not the
+/// code's. `check` refuses it (exit 2) rather than report 0 mismatches. Here a fixture marked
+/// `ET_REL`; a real `gcc -c` object is refused the same way.
+#[test]
+fn check_refuses_a_relocatable_object() {
+    let mut elf = std::fs::read(fixture("shapes-gcc-O2-fp")).unwrap();
+    let table = tmp("rel.orc");
+    assert!(bin().arg("build").arg(fixture("shapes-gcc-O2-fp")).arg("-o").arg(&table).status().unwrap().success());
+    elf[16..18].copy_from_slice(&1u16.to_le_bytes()); // e_type ET_REL
+    let rel = tmp("rel.o");
+    std::fs::write(&rel, &elf).unwrap();
+    let out = bin().arg("check").arg(&rel).arg(&table).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("is a relocatable object"), "{err}");
+}

@@ -219,6 +219,14 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Cmd::Check { elf, table } => {
             let cache = generate::open_cached(&elf).map_err(err(&elf))?;
             let image = ElfImage::parse(&cache).map_err(err(&elf))?;
+            // In an object file the CFI's code addresses are relocations still to be applied:
+            // the generator and the checker would both read the unrelocated fields, and agree.
+            if object::File::parse(&cache).is_ok_and(|f| object::Object::kind(&f) == object::ObjectKind::Relocatable) {
+                return Err(format!(
+                    "{} is a relocatable object: its CFI's addresses are not final until it is linked, so no table can be checked against it (check the linked image)",
+                    elf.display()
+                ));
+            }
             let table_bytes = generate::read_file(&table).map_err(err(&table))?;
             let file = table_file(&table_bytes, &table)?;
             if !file.matches(&image.image_id) {
