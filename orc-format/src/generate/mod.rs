@@ -1,8 +1,9 @@
 //! Host side: ORC from an aarch64 ELF's DWARF CFI, and the checker that holds the result to it.
 //!
-//! The generator and the checker both read CFI through gimli but interpret it independently: the
-//! generator maps rules to entries ([`rules`]), the checker decodes entries back into rules and
-//! compares them with gimli's row at every instruction ([`check`]).
+//! The generator and the checker both read CFI through gimli, each with its own reader ([`fde`];
+//! [`check`]'s own), and interpret it independently: the generator maps rules to entries
+//! ([`rules`]), the checker decodes entries back into rules and compares them with gimli's row at
+//! every instruction ([`check`]).
 
 pub mod assemble;
 pub mod check;
