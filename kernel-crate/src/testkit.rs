@@ -148,11 +148,29 @@ impl Func {
     }
 }
 
-pub fn table_from_rows(rows: Vec<(u64, OrcEntry)>) -> OrcTable<'static> {
+/// A validated table that owns its parts: a property run builds one per case, millions in a
+/// campaign, so none may be leaked to get a `'static` view.
+#[derive(Clone, Debug)]
+pub struct OwnedTable {
+    ips: Vec<u8>,
+    entries: Vec<u8>,
+    ip_addr: u64,
+}
+
+impl OwnedTable {
+    pub fn find(&self, pc: u64) -> Option<(u64, OrcEntry)> {
+        OrcTable::from_validated_parts(&self.ips, self.ip_addr, &self.entries, None)?.find(pc)
+    }
+}
+
+/// The table file `orc-format` would write for `rows`, parsed and validated, its parts kept.
+pub fn table_from_rows(rows: Vec<(u64, OrcEntry)>) -> OwnedTable {
     let ips: Vec<u64> = rows.iter().map(|r| r.0).collect();
     let entries: Vec<OrcEntry> = rows.iter().map(|r| r.1).collect();
     let bytes = orc_format::file::write(&ips, &entries, &orc_format::ImageId::NONE, true).unwrap();
-    TableFile::parse(std::boxed::Box::leak(bytes.into_boxed_slice())).unwrap().table
+    let table = TableFile::parse(&bytes).unwrap().table;
+    let (ips, entries) = table.raw_parts();
+    OwnedTable { ips: ips.to_vec(), entries: entries.to_vec(), ip_addr: table.ip_table_addr() }
 }
 
 /// Stack memory: written words, poison elsewhere on the stacks (real stacks are fully readable
@@ -174,7 +192,7 @@ impl Memory for Mem {
 
 #[derive(Debug)]
 pub struct Code {
-    pub table: OrcTable<'static>,
+    pub table: OwnedTable,
     /// Text whose CFI is valid only at call sites (clang < 16 style).
     pub sync_only: Option<(u64, u64)>,
     /// The rows were proven along control flow (an exact hand-made table is): single-witness
