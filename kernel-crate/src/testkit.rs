@@ -157,6 +157,13 @@ pub struct OwnedTable {
     ip_addr: u64,
 }
 
+impl From<&OrcTable<'_>> for OwnedTable {
+    fn from(table: &OrcTable<'_>) -> OwnedTable {
+        let (ips, entries) = table.raw_parts();
+        OwnedTable { ips: ips.to_vec(), entries: entries.to_vec(), ip_addr: table.ip_table_addr() }
+    }
+}
+
 impl OwnedTable {
     pub fn find(&self, pc: u64) -> Option<(u64, OrcEntry)> {
         OrcTable::from_validated_parts(&self.ips, self.ip_addr, &self.entries, None)?.find(pc)
@@ -168,9 +175,7 @@ pub fn table_from_rows(rows: Vec<(u64, OrcEntry)>) -> OwnedTable {
     let ips: Vec<u64> = rows.iter().map(|r| r.0).collect();
     let entries: Vec<OrcEntry> = rows.iter().map(|r| r.1).collect();
     let bytes = orc_format::file::write(&ips, &entries, &orc_format::ImageId::NONE, true).unwrap();
-    let table = TableFile::parse(&bytes).unwrap().table;
-    let (ips, entries) = table.raw_parts();
-    OwnedTable { ips: ips.to_vec(), entries: entries.to_vec(), ip_addr: table.ip_table_addr() }
+    OwnedTable::from(&TableFile::parse(&bytes).unwrap().table)
 }
 
 /// Stack memory: written words, poison elsewhere on the stacks (real stacks are fully readable

@@ -35,7 +35,7 @@ fuzz_target!(|data: &[u8]| {
     let bytes = TABLE.get_or_init(|| Box::leak(Program::new(&mut Rng::new(7)).table_file().into_boxed_slice()));
     let file = orc_format::TableFile::parse(bytes).unwrap();
     // The table's rows are trusted as proven only when the file says so and the input agrees.
-    let code = tk::Code { table: file.table, sync_only: None, proven: file.proven() && data[1] & 2 == 0 };
+    let code = tk::Code { table: tk::OwnedTable::from(&file.table), sync_only: None, proven: file.proven() && data[1] & 2 == 0 };
     let layout = [KernelLayout::V6_12, KernelLayout::V6_13, KernelLayout::GENERIC_ENTRY][(data[0] % 3) as usize];
     let cfg = Config { strict: data[1] & 1 != 0, ..Config::kernel(layout) };
     let pc = tk::TEXT + word(8) % 0x3000;
