@@ -742,16 +742,22 @@ mod properties {
 
     #[test]
     fn arbitrary_orc_never_panics_and_reads_are_bounded() {
-        QuickCheck::new()
-            .tests(cases() / 4)
-            .quickcheck(garbage_orc_never_panics as fn(Vec<RandomRow>, u64, u16, u16, u8) -> bool);
+        property(
+            "arbitrary_orc",
+            cases() / 4,
+            1,
+            garbage_orc_never_panics as fn(Vec<RandomRow>, u64, u16, u16, u8) -> bool,
+        );
     }
 
     #[test]
     fn arbitrary_memory_never_panics_and_reads_are_bounded() {
-        QuickCheck::new()
-            .tests(cases())
-            .quickcheck(garbage_never_panics_and_is_bounded as fn(u64, u16, u16, u16, bool) -> bool);
+        property(
+            "arbitrary_memory",
+            cases(),
+            1,
+            garbage_never_panics_and_is_bounded as fn(u64, u16, u16, u16, bool) -> bool,
+        );
     }
 
     /// Corrupt one word of a valid stack (which must change it): the walk may say unreliable,
@@ -838,7 +844,7 @@ mod properties {
 
     #[test]
     fn unproven_table_is_never_reliable_with_wrong_frames() {
-        QuickCheck::new().tests(cases()).quickcheck(unproven_never_falsely_reliable as fn(Vec<u8>, u8, u8, u8) -> bool);
+        property("unproven_table", cases(), 1, unproven_never_falsely_reliable as fn(Vec<u8>, u8, u8, u8) -> bool);
     }
 
     /// Cases per property: 3000 in CI; `ORCWALK_QC_TESTS=N` for a longer campaign.
@@ -846,12 +852,31 @@ mod properties {
         std::env::var("ORCWALK_QC_TESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(3000)
     }
 
+    /// Runs `prop` until `tests` cases passed (at most `tests * tries` drawn, for properties that
+    /// discard) and prints how many passed, for a campaign's record. quickcheck stops at its
+    /// `max_tests` (10,000 by default) whatever `tests` asks, so it is raised with `tests`.
+    fn property<A: quickcheck::Testable>(name: &str, tests: u64, tries: u64, prop: A) {
+        match QuickCheck::new().tests(tests).max_tests(tests.saturating_mul(tries)).quicktest(prop) {
+            Ok(passed) => {
+                std::println!("property {name}: {passed} cases passed");
+                if tries == 1 {
+                    assert_eq!(passed, tests, "{name}: cases run");
+                } else {
+                    assert!(passed * 2 >= tests, "{name}: only {passed} of {tests} cases were not discarded");
+                }
+            }
+            Err(r) => panic!("property {name} failed: {r:?}"),
+        }
+    }
+
     #[test]
     fn corruption_is_never_reliable_with_wrong_frames() {
-        QuickCheck::new()
-            .tests(cases())
-            .max_tests(cases() * 10)
-            .quickcheck(corrupted_never_falsely_reliable as fn(bool, u8, u8, u16, u8, u16) -> TestResult);
+        property(
+            "corruption",
+            cases(),
+            10,
+            corrupted_never_falsely_reliable as fn(bool, u8, u8, u16, u8, u16) -> TestResult,
+        );
     }
 }
 
