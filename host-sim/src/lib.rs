@@ -5,6 +5,7 @@
 pub mod capture;
 pub mod dump;
 pub mod replay;
+pub mod report;
 pub mod symbols;
 pub mod synth;
 pub mod text;

@@ -7,6 +7,7 @@ use orcwalk::code::TableCode;
 use orcwalk::frame::Witness;
 use orcwalk::recovery::{ReturnRecovery, Trampoline};
 use orcwalk::{Config, EndRule, Frame, FrameKind, Policy, Reason, StackList, Verdict, walk};
+use serde::{Deserialize, Serialize};
 
 use crate::dump::{Dump, SampleInfo};
 
@@ -48,6 +49,8 @@ pub enum Judgement {
 pub struct Outcome {
     pub verdict: Verdict,
     pub frames: Vec<(u64, FrameKind)>,
+    /// The frame pointer in effect for each frame (`orcwalk::Frame::fp`): where its frame record lies.
+    pub fps: Vec<u64>,
     /// What proved each frame (`frames[k]` was found by a step proven by `witnesses[k]`).
     pub witnesses: Vec<Witness>,
     pub judgement: Judgement,
@@ -146,10 +149,11 @@ pub fn replay_text(
     let i = &dump.info;
     let (cfg, code) = (config(i, policy, mode), TableCode { text, ..code(i, table) });
     let start = i.start();
-    let (mut frames, mut witnesses) = (Vec::new(), Vec::new());
+    let (mut frames, mut fps, mut witnesses) = (Vec::new(), Vec::new(), Vec::new());
     let verdict =
         walk(start, &cfg, dump, &StackList { stacks: &i.stacks }, &code, &NoteRecovery { dump }, |f: &Frame| {
             frames.push((f.pc, f.kind));
+            fps.push(f.fp);
             witnesses.push(f.witness);
             true
         });
@@ -160,18 +164,19 @@ pub fn replay_text(
         Verdict::Reliable if !i.truth_complete && pcs.starts_with(&i.truth) => Judgement::UnprovenTruth,
         Verdict::Reliable => Judgement::FalseReliable,
     };
-    Outcome { verdict, frames, witnesses, judgement }
+    Outcome { verdict, frames, fps, witnesses, judgement }
 }
 
 /// Counts over a set of replays.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Summary {
     pub samples: u64,
     pub truth_complete: u64,
     pub correct: u64,
     pub false_reliable: u64,
     pub unproven: u64,
-    pub unreliable: BTreeMap<&'static str, u64>,
+    /// Unreliable verdicts by reason (`Reason::as_str`, the C ABI's reason names).
+    pub unreliable: BTreeMap<String, u64>,
     /// Over the frames of reliable and correct verdicts (the start excluded): found with two
     /// witnesses, with the frame-pointer chain alone, with a proven ORC row alone.
     pub two_witness: u64,
@@ -202,7 +207,7 @@ impl Summary {
             Judgement::Correct => self.correct += 1,
             Judgement::FalseReliable => self.false_reliable += 1,
             Judgement::UnprovenTruth => self.unproven += 1,
-            Judgement::Unreliable(r) => *self.unreliable.entry(r.as_str()).or_default() += 1,
+            Judgement::Unreliable(r) => *self.unreliable.entry(r.as_str().to_string()).or_default() += 1,
         }
     }
 
@@ -233,7 +238,7 @@ pub fn fp_chain(dump: &Dump) -> Option<Vec<u64>> {
 }
 
 /// Counts of the plain frame-pointer chain against the truth (complete truths only).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChainSummary {
     pub correct: u64,
     pub wrong: u64,

@@ -5,7 +5,6 @@
 //! everything was printed (`orcwalk-sim replay | head`): the command stops at once, printing
 //! nothing on stderr, and does not claim a clean replay it did not finish.
 
-use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -14,10 +13,10 @@ use orcwalk::Policy;
 use orcwalk_sim::capture::kernel::{KernelPlan, KernelSymbols, TaskOffsets, capture_kernel};
 use orcwalk_sim::capture::{Plan, capture};
 use orcwalk_sim::dump::Dump;
-use orcwalk_sim::replay::{ChainSummary, Judgement, Mode, Summary, replay_text};
+use orcwalk_sim::replay::Mode;
+use orcwalk_sim::report::{Options, Replayer, collect, load};
 use orcwalk_sim::symbols::Symbols;
 use orcwalk_sim::synth::{Program, Rng, sample};
-use orcwalk_sim::text::ImageText;
 use orcwalk_sim::truth::Image;
 
 // This command's `println!`: std's panics on a closed stdout ("failed printing to stdout: Broken
@@ -158,30 +157,6 @@ fn default_corpus() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/corpus")
 }
 
-fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if meta.is_dir() {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-            .map_err(|e| format!("{}: {e}", path.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .collect();
-        entries.sort();
-        for e in entries {
-            if e.is_dir() || e.extension().is_some_and(|x| x == "core") {
-                collect(&e, out)?;
-            }
-        }
-    } else {
-        out.push(path.to_path_buf());
-    }
-    Ok(())
-}
-
-fn load(path: &Path) -> Result<Dump, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    Dump::parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))
-}
-
 /// A progress bar on stderr for long runs, only when stderr is a terminal.
 fn progress(done: usize, total: usize) {
     use std::io::{IsTerminal, Write};
@@ -226,72 +201,9 @@ fn numbered(dir: &Path, total: Option<u32>) -> impl FnMut(Dump) -> std::io::Resu
     }
 }
 
-/// One row of the results table: coverage as "correct (percent)", false-reliable verdicts named.
-fn markdown_row(label: &str, default: &Summary, strict: &Summary, mainline: &Summary) -> String {
-    let cell = |s: &Summary| {
-        let fr =
-            if s.false_reliable > 0 { format!(", **{} false-reliable**", s.false_reliable) } else { String::new() };
-        format!("{} ({:.1} %){fr}", s.correct, 100.0 * s.coverage())
-    };
-    format!(
-        "| {label} | {} | {} | {} | {} | {} |",
-        default.samples,
-        default.truth_complete,
-        cell(default),
-        cell(strict),
-        cell(mainline)
-    )
-}
-
-/// Symbols for the dumps replayed with `table`: `vmlinux.syms` beside it, or `program.elf`.
-fn symbols_beside(table: &Path) -> Result<Option<Symbols>, String> {
-    let syms = table.with_file_name("vmlinux.syms");
-    if let Ok(text) = std::fs::read_to_string(&syms) {
-        return Symbols::parse(&text).map(Some).map_err(|e| format!("{}: {e}", syms.display()));
-    }
-    let elf = table.with_file_name("program.elf");
-    match std::fs::read(&elf) {
-        Ok(b) => Symbols::from_elf(&b).map(Some).map_err(|e| format!("{}: {e}", elf.display())),
-        Err(_) => Ok(None),
-    }
-}
-
-fn summary_line(name: &str, s: &Summary) -> String {
-    let reasons: Vec<String> = s.unreliable.iter().map(|(r, n)| format!("{n} {r}")).collect();
-    let witnesses = if s.two_witness + s.fp_witness + s.orc_witness > 0 {
-        format!(
-            "; frames of correct stacks: {} two-witness, {} frame-pointer only, {} ORC only ({} stacks with a single-witness frame)",
-            s.two_witness, s.fp_witness, s.orc_witness, s.single_witness_stacks
-        )
-    } else {
-        String::new()
-    };
-    format!(
-        "{name:>8}: {} samples, {} reliable and correct, {} unreliable ({}), FALSE-RELIABLE {}, coverage {:.1}% of {} with complete truth{witnesses}",
-        s.samples,
-        s.correct,
-        s.unreliable.values().sum::<u64>(),
-        if reasons.is_empty() { "-".into() } else { reasons.join(", ") },
-        s.false_reliable,
-        100.0 * s.coverage(),
-        s.truth_complete
-    )
-}
-
-/// The plain frame-pointer chain on user samples, for comparison (nothing to print otherwise).
-fn chain_line(c: &ChainSummary) {
-    if c.correct + c.wrong + c.failed > 0 {
-        println!(
-            "fp-chain: {} right, {} WRONG, {} broken (plain x29 chain, no checks, on the same samples with complete truth)",
-            c.correct, c.wrong, c.failed
-        );
-    }
-}
-
 fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.cmd {
         Cmd::Replay { paths, table, elf, policy, json, verbose, strict, markdown } => {
-            let mode = Mode { strict };
             let paths = if paths.is_empty() { vec![default_corpus()] } else { paths };
             let mut files = Vec::new();
             for p in &paths {
@@ -300,162 +212,25 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             if files.is_empty() {
                 return Err("no dumps found".into());
             }
-            let chosen = if policy == PolicyArg::Mainline { Policy::Mainline } else { Policy::Orcwalk };
-            let mut tables: HashMap<PathBuf, Vec<u8>> = HashMap::new();
-            // With --elf: one table generated from the ELF's CFI, and its symbols for frames.
-            let elf_bytes = match &elf {
-                Some(e) => Some(std::fs::read(e).map_err(|err| format!("{}: {err}", e.display()))?),
-                None => None,
-            };
-            let image = match (&elf, &elf_bytes) {
-                (Some(e), Some(b)) => Some(
-                    orc_format::generate::ElfImage::parse(b.as_slice())
-                        .map_err(|err| format!("{}: {err}", e.display()))?,
-                ),
-                _ => None,
-            };
-            if let (Some(e), Some(img)) = (&elf, &image) {
-                let g = orc_format::generate::generate(img).map_err(|err| format!("{}: {err}", e.display()))?;
-                tables.insert(e.clone(), g.to_file_bytes().map_err(|err| format!("{}: {err}", e.display()))?);
-            }
-            // Function names for verdicts: the --elf image, or what lies beside each table
-            // (vmlinux.syms of a kernel corpus, program.elf of a user one).
-            let elf_symbols = match &elf_bytes {
-                Some(b) => Some(Symbols::from_elf(b)?),
-                None => None,
-            };
-            let mut symbol_files: BTreeMap<PathBuf, Option<Symbols>> = BTreeMap::new();
-            let (mut orc, mut mainline) = (Summary::default(), Summary::default());
-            // Per directory (one program or table each), printed when there is more than one.
-            let mut groups: BTreeMap<PathBuf, (Summary, Summary, ChainSummary)> = BTreeMap::new();
-            // --markdown: orcwalk in strict mode too, per directory and in all.
-            let mut strict_groups: BTreeMap<PathBuf, Summary> = BTreeMap::new();
-            let mut strict_all = Summary::default();
-            let mut chain = ChainSummary::default();
-            let mut texts: BTreeMap<PathBuf, Option<ImageText>> = BTreeMap::new();
-            let mut with_text = 0u64;
+            let policy = if policy == PolicyArg::Mainline { Policy::Mainline } else { Policy::Orcwalk };
+            let opts = Options { table, elf, policy, mode: Mode { strict }, count_strict: markdown };
+            let mut replayer = Replayer::new(opts)?;
             for (n, f) in files.iter().enumerate() {
-                let dump = load(f)?;
-                let tpath = elf
-                    .clone()
-                    .or_else(|| table.clone())
-                    .unwrap_or_else(|| f.parent().unwrap_or(Path::new(".")).join(&dump.info.image_path));
-                if !tables.contains_key(&tpath) {
-                    let bytes = std::fs::read(&tpath)
-                        .map_err(|e| format!("{}: table {}: {e}", f.display(), tpath.display()))?;
-                    tables.insert(tpath.clone(), bytes);
-                }
-                let tfile = orcwalk_sim::replay::table_for(&dump.info, &tables[&tpath])
-                    .map_err(|e| format!("{}: table {}: {e}", f.display(), tpath.display()))?;
-                if !texts.contains_key(&tpath) {
-                    let text = match &elf_bytes {
-                        Some(b) if elf.is_some() => Some(ImageText::from_elf(b)?),
-                        _ => orcwalk_sim::replay::text_beside(&tpath, &tfile)?,
-                    };
-                    texts.insert(tpath.clone(), text);
-                }
-                if !symbol_files.contains_key(&tpath) {
-                    symbol_files.insert(tpath.clone(), symbols_beside(&tpath)?);
-                }
-                let syms = elf_symbols.as_ref().or(symbol_files[&tpath].as_ref());
-                let symbolize = |pc: u64| {
-                    let pc = orcwalk::pac::strip_pac(pc, dump.info.layout.va_bits);
-                    syms.and_then(|s| s.symbolize(pc)).map_or(String::new(), |n| format!(" {n}"))
-                };
-                let text = texts[&tpath].as_ref().map(ImageText::view);
-                with_text += u64::from(text.is_some());
-                let a = replay_text(&dump, tfile, text, Policy::Orcwalk, mode);
-                let b = replay_text(&dump, tfile, text, Policy::Mainline, mode);
-                orc.add_outcome(dump.info.truth_complete, &a);
-                mainline.add(dump.info.truth_complete, b.judgement);
-                if markdown {
-                    let st = replay_text(&dump, tfile, text, Policy::Orcwalk, Mode::STRICT);
-                    strict_all.add(dump.info.truth_complete, st.judgement);
-                    strict_groups
-                        .entry(f.parent().unwrap_or(Path::new(".")).to_path_buf())
-                        .or_default()
-                        .add(dump.info.truth_complete, st.judgement);
-                }
-                let g = groups.entry(f.parent().unwrap_or(Path::new(".")).to_path_buf()).or_default();
-                g.0.add_outcome(dump.info.truth_complete, &a);
-                g.1.add(dump.info.truth_complete, b.judgement);
-                if !dump.info.kernel {
-                    g.2.add(&dump);
-                    chain.add(&dump);
-                }
-                let out = if chosen == Policy::Orcwalk { &a } else { &b };
-                let verdict = match out.judgement {
-                    Judgement::Correct => "reliable, matches truth".to_string(),
-                    Judgement::UnprovenTruth => "reliable, truth incomplete".to_string(),
-                    Judgement::FalseReliable => "FALSE-RELIABLE: frames differ from truth".to_string(),
-                    Judgement::Unreliable(r) => match out.verdict {
-                        orcwalk::Verdict::Unreliable { pc, fp, .. } => {
-                            format!("unreliable: {} at pc {pc:#x}{} fp {fp:#x}", r.as_str(), symbolize(pc))
-                        }
-                        orcwalk::Verdict::Reliable => unreachable!("judged unreliable"),
-                    },
-                };
-                if markdown {
-                    // only the table, below
-                } else if json {
-                    let frames: Vec<String> = out.frames.iter().map(|(pc, _)| format!("\"{pc:#x}\"")).collect();
-                    println!(
-                        "{{\"dump\":\"{}\",\"judgement\":\"{:?}\",\"frames\":[{}],\"truth_complete\":{}}}",
-                        f.display(),
-                        out.judgement,
-                        frames.join(","),
-                        dump.info.truth_complete
-                    );
-                } else {
-                    println!("{}: {verdict} ({} frames)", f.display(), out.frames.len());
-                    if verbose {
-                        for (i, (pc, kind)) in out.frames.iter().enumerate() {
-                            let t = dump.info.truth.get(i).map_or("(no truth)".into(), |t| {
-                                if t == pc { "=".into() } else { format!("truth {t:#x}") }
-                            });
-                            println!("    #{i:<2} {pc:#018x}{} {kind:?} {t}", symbolize(*pc));
-                        }
-                    }
+                let report = replayer.replay(f, &load(f)?)?;
+                if !markdown && !json {
+                    println!("{}", report.text(verbose));
                 }
                 progress(n + 1, files.len());
             }
+            let report = replayer.finish();
             if markdown {
-                let root = default_corpus();
-                println!(
-                    "| corpus | samples | truth complete | orcwalk (default) | orcwalk `--strict` | mainline's rule |"
-                );
-                println!("|---|---:|---:|---:|---:|---:|");
-                for (dir, (a, b, _)) in &groups {
-                    let label = dir.strip_prefix(&root).unwrap_or(dir).display().to_string();
-                    println!("{}", markdown_row(&label, a, &strict_groups[dir], b));
-                }
-                println!("{}", markdown_row("all", &orc, &strict_all, &mainline));
+                println!("{}", report.markdown(&default_corpus()));
             } else if json {
-                println!(
-                    "{{\"summary\":{{\"samples\":{},\"orcwalk_correct\":{},\"orcwalk_false_reliable\":{},\"mainline_correct\":{},\"mainline_false_reliable\":{}}}}}",
-                    orc.samples, orc.correct, orc.false_reliable, mainline.correct, mainline.false_reliable
-                );
+                println!("{}", serde_json::to_string_pretty(&report).map_err(|e| format!("JSON: {e}"))?);
             } else {
-                if groups.len() > 1 {
-                    for (dir, (a, b, c)) in &groups {
-                        println!(
-                            "\n{}:\n{}\n{}",
-                            dir.display(),
-                            summary_line("orcwalk", a),
-                            summary_line("mainline", b)
-                        );
-                        chain_line(c);
-                    }
-                    println!("\nall:");
-                }
-                println!("\n{}\n{}", summary_line("orcwalk", &orc), summary_line("mainline", &mainline));
-                chain_line(&chain);
-                println!(
-                    "call sites: checked against the image's text on {with_text} of {} samples (the rest have no image at hand)",
-                    orc.samples
-                );
+                println!("{}", report.totals_text());
             }
-            let bad = if chosen == Policy::Orcwalk { orc.false_reliable } else { mainline.false_reliable };
+            let bad = report.false_reliable();
             if bad > 0 {
                 eprintln!("orcwalk-sim: {bad} false-reliable verdicts");
                 return Ok(ExitCode::from(1));

@@ -1,0 +1,639 @@
+//! What `replay` and `show` say, as people and programs read it. One set of types serves the
+//! text output, `--json` (serde; the schema is docs/json.md) and `show --svg`: each is a view of
+//! the same report, so none can say what the others do not.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::{self, Write as _};
+use std::path::{Path, PathBuf};
+
+use orcwalk::frame::Witness;
+use orcwalk::{FrameKind, Policy, Reason, StackKind, Verdict};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::dump::Dump;
+use crate::replay::{ChainSummary, Judgement, Mode, Outcome, Summary, replay_text, table_for, text_beside};
+use crate::symbols::Symbols;
+use crate::text::ImageText;
+
+/// The schema's version, the `version` field of every document: raised when a field changes
+/// meaning or goes away (a new field may appear without it).
+pub const VERSION: u32 = 1;
+
+/// An address or register value; in JSON a hex string, `"0xffff800080010000"` (kernel addresses
+/// are past the 2^53 a JSON number holds exactly in most readers).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Addr(pub u64);
+
+impl fmt::LowerHex for Addr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::LowerHex::fmt(&self.0, f)
+    }
+}
+
+impl Serialize for Addr {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("{:#x}", self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Addr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Addr, D::Error> {
+        let s = String::deserialize(d)?;
+        s.strip_prefix("0x")
+            .and_then(|h| u64::from_str_radix(h, 16).ok())
+            .map(Addr)
+            .ok_or_else(|| serde::de::Error::custom(format!("expected a hex address \"0x…\", found {s:?}")))
+    }
+}
+
+/// The unwinder's enums (its `no_std` crate knows nothing of serde) by name in JSON.
+pub trait Named: Copy + 'static {
+    const ALL: &'static [Self];
+    fn name(self) -> &'static str;
+    fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|x| x.name() == name)
+    }
+}
+
+/// Reasons by the names the C ABI gives them (`orcwalk_reason_name`).
+impl Named for Reason {
+    const ALL: &'static [Reason] = &Reason::ALL;
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl Named for FrameKind {
+    const ALL: &'static [FrameKind] =
+        &[FrameKind::Start, FrameKind::Return, FrameKind::Recovered, FrameKind::Exception, FrameKind::LinkRegister];
+    fn name(self) -> &'static str {
+        match self {
+            FrameKind::Start => "start",
+            FrameKind::Return => "return",
+            FrameKind::Recovered => "recovered",
+            FrameKind::Exception => "exception",
+            FrameKind::LinkRegister => "link_register",
+        }
+    }
+}
+
+impl Named for Witness {
+    const ALL: &'static [Witness] = &[Witness::Given, Witness::Two, Witness::FramePointer, Witness::Orc];
+    fn name(self) -> &'static str {
+        match self {
+            Witness::Given => "given",
+            Witness::Two => "two",
+            Witness::FramePointer => "frame_pointer",
+            Witness::Orc => "orc",
+        }
+    }
+}
+
+impl Named for Policy {
+    const ALL: &'static [Policy] = &[Policy::Orcwalk, Policy::Mainline];
+    fn name(self) -> &'static str {
+        match self {
+            Policy::Orcwalk => "orcwalk",
+            Policy::Mainline => "mainline",
+        }
+    }
+}
+
+impl Named for StackKind {
+    const ALL: &'static [StackKind] = &[
+        StackKind::Task,
+        StackKind::Irq,
+        StackKind::Overflow,
+        StackKind::SdeiNormal,
+        StackKind::SdeiCritical,
+        StackKind::Efi,
+    ];
+    fn name(self) -> &'static str {
+        match self {
+            StackKind::Task => "task",
+            StackKind::Irq => "irq",
+            StackKind::Overflow => "overflow",
+            StackKind::SdeiNormal => "sdei_normal",
+            StackKind::SdeiCritical => "sdei_critical",
+            StackKind::Efi => "efi",
+        }
+    }
+}
+
+/// `#[serde(with = "named")]` for a [`Named`] field.
+mod named {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::Named;
+
+    pub fn serialize<T: Named, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(v.name())
+    }
+
+    pub fn deserialize<'de, T: Named, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
+        let name = String::deserialize(d)?;
+        T::from_name(&name).ok_or_else(|| {
+            let known: Vec<&str> = T::ALL.iter().map(|x| x.name()).collect();
+            serde::de::Error::custom(format!("unknown name {name:?} (known: {})", known.join(", ")))
+        })
+    }
+}
+
+/// One frame of a walk.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FrameReport {
+    pub pc: Addr,
+    /// `name+0xoff/0xsize`, as the kernel's `%pS` prints it; `null` where no symbol is at hand.
+    pub function: Option<String>,
+    /// The frame pointer in effect for the frame: where its frame record lies (0: none yet).
+    pub fp: Addr,
+    #[serde(with = "named")]
+    pub kind: FrameKind,
+    /// What proved the step that found this frame: `two` witnesses, one (`frame_pointer` or
+    /// `orc`), or none for the start (`given`).
+    #[serde(with = "named")]
+    pub witness: Witness,
+    /// The truth's pc at this depth; `null` past the truth's end.
+    pub truth: Option<Addr>,
+}
+
+/// A walk's verdict judged against the truth; an unreliable one says why and where.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "judgement", rename_all = "snake_case")]
+pub enum VerdictReport {
+    /// Reliable, and every frame equals the truth.
+    Correct,
+    /// Reliable; the truth is incomplete and its prefix matched.
+    UnprovenTruth,
+    /// Reliable, but the frames differ from the truth: the bug that must never ship.
+    FalseReliable,
+    /// The step from the frame at `pc`, `fp` (the last one listed) could not be proven.
+    Unreliable {
+        #[serde(with = "named")]
+        reason: Reason,
+        pc: Addr,
+        function: Option<String>,
+        fp: Addr,
+    },
+}
+
+impl fmt::Display for VerdictReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VerdictReport::Correct => f.write_str("reliable, matches truth"),
+            VerdictReport::UnprovenTruth => f.write_str("reliable, truth incomplete"),
+            VerdictReport::FalseReliable => f.write_str("FALSE-RELIABLE: frames differ from truth"),
+            VerdictReport::Unreliable { reason, pc, function, fp } => {
+                write!(f, "unreliable: {} at pc {pc:#x}{} fp {fp:#x}", reason.as_str(), spaced(function))
+            }
+        }
+    }
+}
+
+/// `" name+off/size"`, or nothing.
+fn spaced(function: &Option<String>) -> String {
+    function.as_ref().map_or(String::new(), |n| format!(" {n}"))
+}
+
+/// One dump's walk under one policy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DumpReport {
+    pub dump: PathBuf,
+    pub kernel: bool,
+    #[serde(with = "named")]
+    pub policy: Policy,
+    pub strict: bool,
+    pub truth_complete: bool,
+    pub verdict: VerdictReport,
+    pub frames: Vec<FrameReport>,
+}
+
+impl DumpReport {
+    /// The report of `out`, the walk of `dump` (read from `path`) under `policy` and `mode`,
+    /// naming functions with `symbolize`.
+    pub fn new(
+        path: &Path,
+        dump: &Dump,
+        out: &Outcome,
+        policy: Policy,
+        mode: Mode,
+        symbolize: impl Fn(u64) -> Option<String>,
+    ) -> DumpReport {
+        let symbolize = |pc: u64| symbolize(orcwalk::pac::strip_pac(pc, dump.info.layout.va_bits));
+        let verdict = match out.judgement {
+            Judgement::Correct => VerdictReport::Correct,
+            Judgement::UnprovenTruth => VerdictReport::UnprovenTruth,
+            Judgement::FalseReliable => VerdictReport::FalseReliable,
+            Judgement::Unreliable(reason) => {
+                let (pc, fp) = match out.verdict {
+                    Verdict::Unreliable { pc, fp, .. } => (pc, fp),
+                    Verdict::Reliable => unreachable!("judged unreliable"),
+                };
+                VerdictReport::Unreliable { reason, pc: Addr(pc), function: symbolize(pc), fp: Addr(fp) }
+            }
+        };
+        let frames = out
+            .frames
+            .iter()
+            .zip(&out.fps)
+            .zip(&out.witnesses)
+            .enumerate()
+            .map(|(i, ((&(pc, kind), &fp), &witness))| FrameReport {
+                pc: Addr(pc),
+                function: symbolize(pc),
+                fp: Addr(fp),
+                kind,
+                witness,
+                truth: dump.info.truth.get(i).copied().map(Addr),
+            })
+            .collect();
+        DumpReport {
+            dump: path.to_path_buf(),
+            kernel: dump.info.kernel,
+            policy,
+            strict: mode.strict,
+            truth_complete: dump.info.truth_complete,
+            verdict,
+            frames,
+        }
+    }
+
+    /// `DUMP: verdict (N frames)`, and with `verbose` a line per frame.
+    pub fn text(&self, verbose: bool) -> String {
+        let mut s = format!("{}: {} ({} frames)", self.dump.display(), self.verdict, self.frames.len());
+        if verbose {
+            s.push_str(&self.frame_lines());
+        }
+        s
+    }
+
+    /// `\n    #i pc name+off/size Kind =` (or `truth 0x…`, `(no truth)`) per frame.
+    pub fn frame_lines(&self) -> String {
+        let mut s = String::new();
+        for (i, f) in self.frames.iter().enumerate() {
+            let t = match f.truth {
+                None => "(no truth)".to_string(),
+                Some(t) if t == f.pc => "=".to_string(),
+                Some(t) => format!("truth {t:#x}"),
+            };
+            let _ = write!(s, "\n    #{i:<2} {:#018x}{} {:?} {t}", f.pc, spaced(&f.function), f.kind);
+        }
+        s
+    }
+}
+
+/// Counts over a set of dumps: both policies, orcwalk in strict mode too when asked (the
+/// results table's column), and the plain frame-pointer chain on user samples.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    /// Under the replay's mode (`strict` when the replay is).
+    pub orcwalk: Summary,
+    pub mainline: Summary,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orcwalk_strict: Option<Summary>,
+    pub fp_chain: ChainSummary,
+}
+
+impl Totals {
+    fn add(&mut self, dump: &Dump, orcwalk: &Outcome, mainline: &Outcome, strict: Option<&Outcome>) {
+        let complete = dump.info.truth_complete;
+        self.orcwalk.add_outcome(complete, orcwalk);
+        self.mainline.add(complete, mainline.judgement);
+        if let Some(s) = strict {
+            self.orcwalk_strict.get_or_insert_default().add(complete, s.judgement);
+        }
+        if !dump.info.kernel {
+            self.fp_chain.add(dump);
+        }
+    }
+
+    fn text(&self) -> String {
+        format!(
+            "{}\n{}{}",
+            summary_line("orcwalk", &self.orcwalk),
+            summary_line("mainline", &self.mainline),
+            chain_line(&self.fp_chain)
+        )
+    }
+
+    /// A row of the results table: coverage as "correct (percent)", false-reliable verdicts named.
+    fn markdown_row(&self, label: &str) -> String {
+        let cell = |s: &Summary| {
+            let fr =
+                if s.false_reliable > 0 { format!(", **{} false-reliable**", s.false_reliable) } else { String::new() };
+            format!("{} ({:.1} %){fr}", s.correct, 100.0 * s.coverage())
+        };
+        let strict = self.orcwalk_strict.as_ref().map_or("-".to_string(), cell);
+        format!(
+            "| {label} | {} | {} | {} | {strict} | {} |",
+            self.orcwalk.samples,
+            self.orcwalk.truth_complete,
+            cell(&self.orcwalk),
+            cell(&self.mainline)
+        )
+    }
+}
+
+fn summary_line(name: &str, s: &Summary) -> String {
+    let reasons: Vec<String> = s.unreliable.iter().map(|(r, n)| format!("{n} {r}")).collect();
+    let witnesses = if s.two_witness + s.fp_witness + s.orc_witness > 0 {
+        format!(
+            "; frames of correct stacks: {} two-witness, {} frame-pointer only, {} ORC only ({} stacks with a single-witness frame)",
+            s.two_witness, s.fp_witness, s.orc_witness, s.single_witness_stacks
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "{name:>8}: {} samples, {} reliable and correct, {} unreliable ({}), FALSE-RELIABLE {}, coverage {:.1}% of {} with complete truth{witnesses}",
+        s.samples,
+        s.correct,
+        s.unreliable.values().sum::<u64>(),
+        if reasons.is_empty() { "-".into() } else { reasons.join(", ") },
+        s.false_reliable,
+        100.0 * s.coverage(),
+        s.truth_complete
+    )
+}
+
+/// `\nfp-chain: …` for user samples (nothing otherwise).
+fn chain_line(c: &ChainSummary) -> String {
+    if c.correct + c.wrong + c.failed > 0 {
+        format!(
+            "\nfp-chain: {} right, {} WRONG, {} broken (plain x29 chain, no checks, on the same samples with complete truth)",
+            c.correct, c.wrong, c.failed
+        )
+    } else {
+        String::new()
+    }
+}
+
+/// The totals of the dumps of one directory (one program or kernel each).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectoryTotals {
+    pub path: PathBuf,
+    #[serde(flatten)]
+    pub totals: Totals,
+}
+
+/// `orcwalk-sim replay --json`: every dump's walk, then the totals.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplayReport {
+    pub version: u32,
+    /// The policy of every `dumps[].verdict` (both are counted in the totals).
+    #[serde(with = "named")]
+    pub policy: Policy,
+    pub strict: bool,
+    pub dumps: Vec<DumpReport>,
+    /// Per directory, sorted by path.
+    pub directories: Vec<DirectoryTotals>,
+    pub all: Totals,
+    /// Samples whose walk also checked call sites against the image's text.
+    pub call_sites_checked: u64,
+}
+
+impl ReplayReport {
+    /// False-reliable verdicts of the chosen policy (the command's exit status 1).
+    pub fn false_reliable(&self) -> u64 {
+        match self.policy {
+            Policy::Orcwalk => self.all.orcwalk.false_reliable,
+            Policy::Mainline => self.all.mainline.false_reliable,
+        }
+    }
+
+    /// What follows the per-dump lines in the text output: totals per directory (when there
+    /// are several) and in all.
+    pub fn totals_text(&self) -> String {
+        let mut s = String::new();
+        if self.directories.len() > 1 {
+            for d in &self.directories {
+                let _ = write!(s, "\n{}:\n{}\n", d.path.display(), d.totals.text());
+            }
+            s.push_str("\nall:\n");
+        }
+        let _ = write!(
+            s,
+            "\n{}\ncall sites: checked against the image's text on {} of {} samples (the rest have no image at hand)",
+            self.all.text(),
+            self.call_sites_checked,
+            self.all.orcwalk.samples
+        );
+        s
+    }
+
+    /// The results table (`--markdown`): per directory, labelled relative to `root`, and in all.
+    pub fn markdown(&self, root: &Path) -> String {
+        let mut s = String::from(
+            "| corpus | samples | truth complete | orcwalk (default) | orcwalk `--strict` | mainline's rule |\n|---|---:|---:|---:|---:|---:|",
+        );
+        for d in &self.directories {
+            let label = d.path.strip_prefix(root).unwrap_or(&d.path).display().to_string();
+            let _ = write!(s, "\n{}", d.totals.markdown_row(&label));
+        }
+        let _ = write!(s, "\n{}", self.all.markdown_row("all"));
+        s
+    }
+}
+
+/// Where `replay` and `show` take tables, text and symbols from, and how they walk.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// An ORC table file to use instead of the one each dump names.
+    pub table: Option<PathBuf>,
+    /// An aarch64 ELF to build the table from (its CFI) and to symbolize with.
+    pub elf: Option<PathBuf>,
+    /// The policy whose verdicts are reported per dump (both are counted).
+    pub policy: Policy,
+    pub mode: Mode,
+    /// Also count orcwalk in strict mode (the results table's column).
+    pub count_strict: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { table: None, elf: None, policy: Policy::Orcwalk, mode: Mode::default(), count_strict: false }
+    }
+}
+
+/// Replays dumps one at a time, keeping what each table needs (its bytes, the image's text,
+/// its symbols) and the totals.
+#[derive(Debug)]
+pub struct Replayer {
+    opts: Options,
+    tables: HashMap<PathBuf, Vec<u8>>,
+    elf_bytes: Option<Vec<u8>>,
+    elf_symbols: Option<Symbols>,
+    symbols: BTreeMap<PathBuf, Option<Symbols>>,
+    texts: BTreeMap<PathBuf, Option<ImageText>>,
+    directories: BTreeMap<PathBuf, Totals>,
+    all: Totals,
+    call_sites_checked: u64,
+    dumps: Vec<DumpReport>,
+}
+
+impl Replayer {
+    pub fn new(opts: Options) -> Result<Replayer, String> {
+        let mut tables = HashMap::new();
+        let (mut elf_bytes, mut elf_symbols) = (None, None);
+        if let Some(e) = &opts.elf {
+            let bytes = std::fs::read(e).map_err(|err| format!("{}: {err}", e.display()))?;
+            let table = orc_format::generate::ElfImage::parse(bytes.as_slice())
+                .and_then(|i| orc_format::generate::generate(&i))
+                .and_then(|g| g.to_file_bytes())
+                .map_err(|err| format!("{}: {err}", e.display()))?;
+            tables.insert(e.clone(), table);
+            elf_symbols = Some(Symbols::from_elf(&bytes)?);
+            elf_bytes = Some(bytes);
+        }
+        Ok(Replayer {
+            opts,
+            tables,
+            elf_bytes,
+            elf_symbols,
+            symbols: BTreeMap::new(),
+            texts: BTreeMap::new(),
+            directories: BTreeMap::new(),
+            all: Totals::default(),
+            call_sites_checked: 0,
+            dumps: Vec::new(),
+        })
+    }
+
+    /// Walks `dump` (read from `path`) under both policies, counts both, and reports the chosen one.
+    pub fn replay(&mut self, path: &Path, dump: &Dump) -> Result<&DumpReport, String> {
+        let w = self.walk(path, dump)?;
+        let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        self.all.add(dump, &w.orcwalk, &w.mainline, w.strict.as_ref());
+        self.directories.entry(dir).or_default().add(dump, &w.orcwalk, &w.mainline, w.strict.as_ref());
+        self.call_sites_checked += u64::from(w.with_text);
+        self.dumps.push(w.report);
+        Ok(self.dumps.last().unwrap_or_else(|| unreachable!("just pushed")))
+    }
+
+    /// The chosen policy's report on one dump, counting nothing.
+    pub fn report(&mut self, path: &Path, dump: &Dump) -> Result<DumpReport, String> {
+        self.walk(path, dump).map(|w| w.report)
+    }
+
+    /// The table a dump is walked with: `--elf`, `--table`, or the one its note names.
+    fn table_path(&self, path: &Path, dump: &Dump) -> PathBuf {
+        self.opts
+            .elf
+            .clone()
+            .or_else(|| self.opts.table.clone())
+            .unwrap_or_else(|| path.parent().unwrap_or(Path::new(".")).join(&dump.info.image_path))
+    }
+
+    /// The symbols a dump's frames are named with: the `--elf` image's, or those beside its table.
+    pub fn symbols_for(&mut self, path: &Path, dump: &Dump) -> Result<Option<&Symbols>, String> {
+        if self.elf_symbols.is_some() {
+            return Ok(self.elf_symbols.as_ref());
+        }
+        let tpath = self.table_path(path, dump);
+        if !self.symbols.contains_key(&tpath) {
+            self.symbols.insert(tpath.clone(), symbols_beside(&tpath)?);
+        }
+        Ok(self.symbols[&tpath].as_ref())
+    }
+
+    fn walk(&mut self, path: &Path, dump: &Dump) -> Result<Walked, String> {
+        let tpath = self.table_path(path, dump);
+        if !self.tables.contains_key(&tpath) {
+            let bytes =
+                std::fs::read(&tpath).map_err(|e| format!("{}: table {}: {e}", path.display(), tpath.display()))?;
+            self.tables.insert(tpath.clone(), bytes);
+        }
+        self.symbols_for(path, dump)?;
+        let tfile = table_for(&dump.info, &self.tables[&tpath])
+            .map_err(|e| format!("{}: table {}: {e}", path.display(), tpath.display()))?;
+        if !self.texts.contains_key(&tpath) {
+            let text = match &self.elf_bytes {
+                Some(b) => Some(ImageText::from_elf(b)?),
+                None => text_beside(&tpath, &tfile)?,
+            };
+            self.texts.insert(tpath.clone(), text);
+        }
+        let (opts, text) = (&self.opts, self.texts[&tpath].as_ref().map(ImageText::view));
+        let a = replay_text(dump, tfile, text, Policy::Orcwalk, opts.mode);
+        let b = replay_text(dump, tfile, text, Policy::Mainline, opts.mode);
+        let strict = opts.count_strict.then(|| replay_text(dump, tfile, text, Policy::Orcwalk, Mode::STRICT));
+        let syms = self.elf_symbols.as_ref().or(self.symbols.get(&tpath).and_then(Option::as_ref));
+        let chosen = if opts.policy == Policy::Orcwalk { &a } else { &b };
+        let report =
+            DumpReport::new(path, dump, chosen, opts.policy, opts.mode, |pc| syms.and_then(|s| s.symbolize(pc)));
+        Ok(Walked { report, orcwalk: a, mainline: b, strict, with_text: text.is_some() })
+    }
+
+    /// Everything replayed so far, with the totals.
+    pub fn finish(self) -> ReplayReport {
+        ReplayReport {
+            version: VERSION,
+            policy: self.opts.policy,
+            strict: self.opts.mode.strict,
+            dumps: self.dumps,
+            directories: self.directories.into_iter().map(|(path, totals)| DirectoryTotals { path, totals }).collect(),
+            all: self.all,
+            call_sites_checked: self.call_sites_checked,
+        }
+    }
+}
+
+/// One dump walked: the chosen policy's report and both outcomes to count.
+struct Walked {
+    report: DumpReport,
+    orcwalk: Outcome,
+    mainline: Outcome,
+    strict: Option<Outcome>,
+    with_text: bool,
+}
+
+/// Symbols for the dumps replayed with `table`: `vmlinux.syms` beside it, or `program.elf`.
+pub fn symbols_beside(table: &Path) -> Result<Option<Symbols>, String> {
+    let syms = table.with_file_name("vmlinux.syms");
+    if let Ok(text) = std::fs::read_to_string(&syms) {
+        return Symbols::parse(&text).map(Some).map_err(|e| format!("{}: {e}", syms.display()));
+    }
+    let elf = table.with_file_name("program.elf");
+    match std::fs::read(&elf) {
+        Ok(b) => Symbols::from_elf(&b).map(Some).map_err(|e| format!("{}: {e}", elf.display())),
+        Err(_) => Ok(None),
+    }
+}
+
+/// The dumps under `path`: the file itself, or every `*.core` below a directory, sorted.
+pub fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if meta.is_dir() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        for e in entries {
+            if e.is_dir() || e.extension().is_some_and(|x| x == "core") {
+                collect(&e, out)?;
+            }
+        }
+    } else {
+        out.push(path.to_path_buf());
+    }
+    Ok(())
+}
+
+pub fn load(path: &Path) -> Result<Dump, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Dump::parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// `replay --json` in one call: every dump under `paths`, in order.
+pub fn replay_paths(paths: &[PathBuf], opts: Options) -> Result<ReplayReport, String> {
+    let mut files = Vec::new();
+    for p in paths {
+        collect(p, &mut files)?;
+    }
+    let mut r = Replayer::new(opts)?;
+    for f in &files {
+        r.replay(f, &load(f)?)?;
+    }
+    Ok(r.finish())
+}
