@@ -7,7 +7,7 @@ use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
 
 use orcwalk::frame::Witness;
-use orcwalk::{FrameKind, Policy, Reason, StackKind, Verdict};
+use orcwalk::{FrameKind, KernelLayout, Policy, Reason, StackKind, Verdict};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::dump::Dump;
@@ -435,6 +435,252 @@ impl ReplayReport {
     }
 }
 
+/// `pt_regs` as the dump's note records it (`orcwalk::KernelLayout`, field for field).
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "KernelLayout")]
+struct LayoutDef {
+    pt_regs_size: u64,
+    x29: u64,
+    x30: u64,
+    sp: u64,
+    pc: u64,
+    pstate: u64,
+    stackframe: u64,
+    meta_records: bool,
+    va_bits: u32,
+}
+
+/// `orcwalk-sim show`: a dump as recorded, and its walk.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShowReport {
+    pub version: u32,
+    pub dump: PathBuf,
+    pub kernel: bool,
+    /// The `pt_regs` layout the walk crosses exceptions with (user samples carry one too, unused).
+    #[serde(with = "LayoutDef")]
+    pub layout: KernelLayout,
+    pub start: StartReport,
+    /// x0..x30, sp, pc, pstate.
+    pub registers: Vec<Addr>,
+    /// The memory the dump holds.
+    pub regions: Vec<RegionReport>,
+    /// The stacks the walk may use, whether or not all of each was dumped.
+    pub stacks: Vec<StackReport>,
+    pub text: Span,
+    pub entry_text: Span,
+    pub image: ImageReport,
+    pub sigreturn: Option<SigreturnReport>,
+    pub truth_complete: bool,
+    pub truth: Vec<TruthFrame>,
+    /// Trampoline recovery: the original return address for the frame record at `fp`.
+    pub recover: Vec<RecoveryReport>,
+    /// The walk with the dump's table (or `--table`, `--elf`); `null` when there is none, and
+    /// then `no_walk` says why.
+    pub walk: Option<DumpReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_walk: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartReport {
+    /// From an exception's registers (the pc was interrupted), else at a call site (the pc is a
+    /// return address).
+    pub from_registers: bool,
+    pub pc: Addr,
+    pub sp: Addr,
+    pub fp: Addr,
+    pub lr: Addr,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegionReport {
+    pub start: Addr,
+    pub end: Addr,
+    /// Executable (text) rather than stack memory.
+    pub text: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StackReport {
+    /// `task`, `irq`, `overflow`, `sdei_normal`, `sdei_critical`, `efi`.
+    #[serde(with = "named")]
+    pub kind: StackKind,
+    pub low: Addr,
+    pub high: Addr,
+}
+
+/// `[start, end)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Span {
+    pub start: Addr,
+    pub end: Addr,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageReport {
+    /// The table or ELF the note names, relative to the dump.
+    pub path: String,
+    /// `build-id …`, `text-hash …` or `none`.
+    pub id: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SigreturnReport {
+    pub at: Addr,
+    /// Its first two instruction words.
+    pub insns: [u32; 2],
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TruthFrame {
+    pub pc: Addr,
+    pub function: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoveryReport {
+    pub fp: Addr,
+    pub return_address: Addr,
+}
+
+impl ShowReport {
+    /// The report on `dump` (read from `path`): `walk` is its walk, or why there is none.
+    pub fn new(
+        path: &Path,
+        dump: &Dump,
+        walk: Result<DumpReport, String>,
+        symbolize: impl Fn(u64) -> Option<String>,
+    ) -> ShowReport {
+        let i = &dump.info;
+        let span = |(start, end): (u64, u64)| Span { start: Addr(start), end: Addr(end) };
+        let (walk, no_walk) = match walk {
+            Ok(w) => (Some(w), None),
+            Err(e) => (None, Some(e)),
+        };
+        ShowReport {
+            version: VERSION,
+            dump: path.to_path_buf(),
+            kernel: i.kernel,
+            layout: i.layout,
+            start: StartReport {
+                from_registers: i.start_regs,
+                pc: Addr(i.pc),
+                sp: Addr(i.sp),
+                fp: Addr(i.fp),
+                lr: Addr(i.lr),
+            },
+            registers: dump.regs.iter().copied().map(Addr).collect(),
+            regions: dump
+                .regions
+                .iter()
+                .map(|r| RegionReport { start: Addr(r.vaddr), end: Addr(r.vaddr + r.data.len() as u64), text: r.exec })
+                .collect(),
+            stacks: i
+                .stacks
+                .iter()
+                .map(|s| StackReport { kind: s.kind, low: Addr(s.low), high: Addr(s.high) })
+                .collect(),
+            text: span(i.text),
+            entry_text: span(i.entry),
+            image: ImageReport { path: i.image_path.clone(), id: i.image_id.to_string() },
+            sigreturn: i.sigreturn.map(|(at, insns)| SigreturnReport { at: Addr(at), insns }),
+            truth_complete: i.truth_complete,
+            truth: i
+                .truth
+                .iter()
+                .map(|&pc| TruthFrame {
+                    pc: Addr(pc),
+                    function: symbolize(orcwalk::pac::strip_pac(pc, i.layout.va_bits)),
+                })
+                .collect(),
+            recover: i
+                .recover
+                .iter()
+                .map(|&(fp, ra)| RecoveryReport { fp: Addr(fp), return_address: Addr(ra) })
+                .collect(),
+            walk,
+            no_walk,
+        }
+    }
+
+    pub fn text(&self) -> String {
+        let mut s = String::new();
+        let st = &self.start;
+        let r = |n: usize| self.registers.get(n).copied().unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "{}: {} sample, layout {:?}",
+            self.dump.display(),
+            if self.kernel { "kernel" } else { "user" },
+            self.layout
+        );
+        let _ = writeln!(
+            s,
+            "start {}: pc {:#x} sp {:#x} fp {:#x} lr {:#x}",
+            if st.from_registers { "from exception registers" } else { "at a call site" },
+            st.pc,
+            st.sp,
+            st.fp,
+            st.lr
+        );
+        let _ = writeln!(
+            s,
+            "registers: x29 {:#x} x30 {:#x} sp {:#x} pc {:#x} pstate {:#x}",
+            r(29),
+            r(30),
+            r(31),
+            r(32),
+            r(33)
+        );
+        for g in &self.regions {
+            let _ = writeln!(
+                s,
+                "region {:#x}..{:#x} ({} bytes{})",
+                g.start,
+                g.end,
+                g.end.0 - g.start.0,
+                if g.text { ", text" } else { "" }
+            );
+        }
+        for k in &self.stacks {
+            let _ = writeln!(s, "stack {:?} {:#x}..{:#x}", k.kind, k.low, k.high);
+        }
+        let _ = writeln!(
+            s,
+            "text {:#x}..{:#x}, entry text {:#x}..{:#x}",
+            self.text.start, self.text.end, self.entry_text.start, self.entry_text.end
+        );
+        let _ = writeln!(s, "image {} ({})", self.image.path, self.image.id);
+        if let Some(t) = &self.sigreturn {
+            let _ = writeln!(s, "signal-return trampoline {:#x}: {:08x} {:08x}", t.at, t.insns[0], t.insns[1]);
+        }
+        let _ = write!(s, "truth ({}):", if self.truth_complete { "complete" } else { "incomplete" });
+        for (n, t) in self.truth.iter().enumerate() {
+            let _ = write!(s, "\n    #{n:<2} {:#018x}{}", t.pc, spaced(&t.function));
+        }
+        for t in &self.recover {
+            let _ = write!(s, "\ntrampoline recovery: fp {:#x} -> {:#x}", t.fp, t.return_address);
+        }
+        match (&self.walk, &self.no_walk) {
+            (Some(w), _) => {
+                let _ = write!(
+                    s,
+                    "\nwalk ({}{}): {} ({} frames){}",
+                    w.policy.name(),
+                    if w.strict { ", strict" } else { "" },
+                    w.verdict,
+                    w.frames.len(),
+                    w.frame_lines()
+                );
+            }
+            (None, why) => {
+                let _ = write!(s, "\nwalk: none ({})", why.as_deref().unwrap_or("no table"));
+            }
+        }
+        s
+    }
+}
+
 /// Where `replay` and `show` take tables, text and symbols from, and how they walk.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -636,4 +882,13 @@ pub fn replay_paths(paths: &[PathBuf], opts: Options) -> Result<ReplayReport, St
         r.replay(f, &load(f)?)?;
     }
     Ok(r.finish())
+}
+
+/// `show` in one call: the dump at `path` and its walk.
+pub fn show(path: &Path, opts: Options) -> Result<ShowReport, String> {
+    let dump = load(path)?;
+    let mut replayer = Replayer::new(opts)?;
+    let walk = replayer.report(path, &dump);
+    let syms = replayer.symbols_for(path, &dump)?;
+    Ok(ShowReport::new(path, &dump, walk, |pc| syms.and_then(|s| s.symbolize(pc))))
 }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use orcwalk_sim::report::{Options, ReplayReport, VERSION, VerdictReport, replay_paths};
+use orcwalk_sim::report::{Options, ReplayReport, ShowReport, VERSION, VerdictReport, replay_paths, show};
 
 /// A shipped corpus small enough to replay in a debug build in a second or two, with symbols
 /// (its program.elf), reliable and unreliable verdicts and signal frames.
@@ -52,4 +52,24 @@ fn replay_json_says_its_version() {
         serde_json::from_value::<ReplayReport>(unversioned).is_err(),
         "a document without a version must not read as a report"
     );
+}
+
+/// `show --json` of a kernel dump that crossed an exception and then failed: the same report as
+/// `show` makes in-process, its walk symbolized.
+#[test]
+fn show_json_reads_back_into_the_report_it_was_made_from() {
+    let dump = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/corpus/kernel/6.12-cloud/00050.core");
+    let out = Command::new(env!("CARGO_BIN_EXE_orcwalk-sim")).arg("show").arg("--json").arg(&dump).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json = String::from_utf8(out.stdout).unwrap();
+    let back: ShowReport = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, show(&dump, Options::default()).unwrap());
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(value["version"], u64::from(VERSION));
+    let walk = back.walk.expect("the table lies beside the dump");
+    assert!(
+        matches!(&walk.verdict, VerdictReport::Unreliable { function: Some(f), .. } if f.starts_with("rcu_all_qs+"))
+    );
+    assert_eq!(walk.frames.iter().filter(|f| f.kind == orcwalk::FrameKind::Exception).count(), 1);
+    assert_eq!(back.truth[0].function.as_deref(), Some("arch_timer_handler_virt+0xc/0x4c"));
 }

@@ -14,7 +14,7 @@ use orcwalk_sim::capture::kernel::{KernelPlan, KernelSymbols, TaskOffsets, captu
 use orcwalk_sim::capture::{Plan, capture};
 use orcwalk_sim::dump::Dump;
 use orcwalk_sim::replay::Mode;
-use orcwalk_sim::report::{Options, Replayer, collect, load};
+use orcwalk_sim::report::{Options, Replayer, collect, load, show};
 use orcwalk_sim::symbols::Symbols;
 use orcwalk_sim::synth::{Program, Rng, sample};
 use orcwalk_sim::truth::Image;
@@ -71,8 +71,22 @@ enum Cmd {
         #[arg(long, conflicts_with_all = ["json", "verbose", "strict"])]
         markdown: bool,
     },
-    /// Print a dump's registers, regions, stacks and truth.
-    Show { dump: PathBuf },
+    /// Print a dump's registers, regions, stacks and truth, and its walk (with the table its
+    /// note names, beside it, unless --table or --elf says otherwise).
+    Show {
+        dump: PathBuf,
+        #[arg(long, conflicts_with = "elf")]
+        table: Option<PathBuf>,
+        #[arg(long)]
+        elf: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "orcwalk")]
+        policy: PolicyArg,
+        #[arg(long)]
+        strict: bool,
+        /// The same report as one JSON document (docs/json.md).
+        #[arg(long)]
+        json: bool,
+    },
     /// Write DIR/vmlinux.syms: the function symbols of ELF (a debug vmlinux) that hold any text
     /// address the dumps under DIR hold, so that replays of a kernel corpus read as `name+off`.
     Symbols {
@@ -247,45 +261,13 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             std::fs::write(&out, needed.to_text()).map_err(|e| format!("{}: {e}", out.display()))?;
             println!("{}: {} of {} functions, for {} dumps", out.display(), needed.len(), all.len(), dumps.len());
         }
-        Cmd::Show { dump } => {
-            let d = load(&dump)?;
-            let i = &d.info;
-            println!("{}: {} sample, layout {:?}", dump.display(), if i.kernel { "kernel" } else { "user" }, i.layout);
-            println!(
-                "start {}: pc {:#x} sp {:#x} fp {:#x} lr {:#x}",
-                if i.start_regs { "from exception registers" } else { "at a call site" },
-                i.pc,
-                i.sp,
-                i.fp,
-                i.lr
-            );
-            println!(
-                "registers: x29 {:#x} x30 {:#x} sp {:#x} pc {:#x} pstate {:#x}",
-                d.regs[29], d.regs[30], d.regs[31], d.regs[32], d.regs[33]
-            );
-            for r in &d.regions {
-                println!(
-                    "region {:#x}..{:#x} ({} bytes{})",
-                    r.vaddr,
-                    r.vaddr + r.data.len() as u64,
-                    r.data.len(),
-                    if r.exec { ", text" } else { "" }
-                );
-            }
-            for s in &i.stacks {
-                println!("stack {:?} {:#x}..{:#x}", s.kind, s.low, s.high);
-            }
-            println!("text {:#x}..{:#x}, entry text {:#x}..{:#x}", i.text.0, i.text.1, i.entry.0, i.entry.1);
-            println!("image {} ({})", i.image_path, i.image_id);
-            if let Some((at, [a, b])) = i.sigreturn {
-                println!("signal-return trampoline {at:#x}: {a:08x} {b:08x}");
-            }
-            println!("truth ({}):", if i.truth_complete { "complete" } else { "incomplete" });
-            for (n, pc) in i.truth.iter().enumerate() {
-                println!("    #{n:<2} {pc:#018x}");
-            }
-            for (fp, ra) in &i.recover {
-                println!("trampoline recovery: fp {fp:#x} -> {ra:#x}");
+        Cmd::Show { dump, table, elf, policy, strict, json } => {
+            let policy = if policy == PolicyArg::Mainline { Policy::Mainline } else { Policy::Orcwalk };
+            let report = show(&dump, Options { table, elf, policy, mode: Mode { strict }, count_strict: false })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report).map_err(|e| format!("JSON: {e}"))?);
+            } else {
+                println!("{}", report.text());
             }
         }
         Cmd::Capture { out, count, seed, max_steps, qemu, signal, stops_per_run, program, args } => {
