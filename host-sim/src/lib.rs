@@ -6,6 +6,7 @@ pub mod capture;
 pub mod dump;
 pub mod replay;
 pub mod report;
+pub mod svg;
 pub mod symbols;
 pub mod synth;
 pub mod text;

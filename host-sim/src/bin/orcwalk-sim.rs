@@ -86,6 +86,10 @@ enum Cmd {
         /// The same report as one JSON document (docs/json.md).
         #[arg(long)]
         json: bool,
+        /// Also draw the walk to this SVG file: the stacks to scale, every frame record and
+        /// pt_regs where it lies, the steps, each frame's function and witness, the failed step.
+        #[arg(long, value_name = "OUT.svg")]
+        svg: Option<PathBuf>,
     },
     /// Write DIR/vmlinux.syms: the function symbols of ELF (a debug vmlinux) that hold any text
     /// address the dumps under DIR hold, so that replays of a kernel corpus read as `name+off`.
@@ -261,9 +265,13 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             std::fs::write(&out, needed.to_text()).map_err(|e| format!("{}: {e}", out.display()))?;
             println!("{}: {} of {} functions, for {} dumps", out.display(), needed.len(), all.len(), dumps.len());
         }
-        Cmd::Show { dump, table, elf, policy, strict, json } => {
+        Cmd::Show { dump, table, elf, policy, strict, json, svg } => {
             let policy = if policy == PolicyArg::Mainline { Policy::Mainline } else { Policy::Orcwalk };
             let report = show(&dump, Options { table, elf, policy, mode: Mode { strict }, count_strict: false })?;
+            if let Some(out) = &svg {
+                let picture = orcwalk_sim::svg::render(&report).map_err(|e| format!("{}: {e}", dump.display()))?;
+                std::fs::write(out, picture).map_err(|e| format!("{}: {e}", out.display()))?;
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&report).map_err(|e| format!("JSON: {e}"))?);
             } else {
