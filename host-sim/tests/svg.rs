@@ -133,3 +133,24 @@ fn names_with_markup_characters_stay_text() {
     let text: String = doc.descendants().filter(|n| n.is_text()).map(|n| n.text().unwrap_or("")).collect();
     assert!(text.contains(odd));
 }
+
+/// The README's picture is `show --svg` of its dump as the command draws it now (its PNG is a
+/// headless-Chromium screenshot of that SVG).
+#[test]
+fn the_readme_picture_is_show_svg() {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("readme-walk.svg");
+    let run = Command::new(env!("CARGO_BIN_EXE_orcwalk-sim"))
+        .current_dir(&repo)
+        .args(["show", "tests/corpus/kernel/6.12-cloud/00050.core", "--svg"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let shipped = std::fs::read_to_string(repo.join("docs/walk-unreliable.svg")).unwrap();
+    assert!(
+        std::fs::read_to_string(&out).unwrap() == shipped,
+        "docs/walk-unreliable.svg differs from `orcwalk-sim show tests/corpus/kernel/6.12-cloud/00050.core --svg`: \
+         write it anew (and its PNG with headless Chromium)"
+    );
+}
