@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressFinish, ProgressStyle};
 use orcwalk::Policy;
 use orcwalk_sim::capture::kernel::{KernelPlan, KernelSymbols, TaskOffsets, capture_kernel};
 use orcwalk_sim::capture::{Plan, capture};
@@ -175,20 +176,19 @@ fn default_corpus() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/corpus")
 }
 
-/// A progress bar on stderr for long runs, only when stderr is a terminal.
-fn progress(done: usize, total: usize) {
-    use std::io::{IsTerminal, Write};
-    let mut err = std::io::stderr();
-    if total < 50 || !err.is_terminal() || (!done.is_multiple_of(10) && done != total) {
-        return;
-    }
-    let width = 40;
-    let filled = done * width / total;
-    let _ = write!(err, "\r[{}{}] {done}/{total}", "#".repeat(filled), " ".repeat(width - filled));
-    if done == total {
-        let _ = writeln!(err);
-    }
-    let _ = err.flush();
+/// A progress bar with an ETA on stderr for `total` steps of long work. indicatif draws it only
+/// when stderr is a terminal (and TERM is not `dumb`): piped or logged, nothing is written, so
+/// what scripts read is what it was without a bar.
+fn progress_bar(total: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template("{prefix} [{bar:40}] {pos}/{len}, {elapsed} so far, ETA {eta}")
+        .map(|s| s.progress_chars("##-"))
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_prefix(what.to_string());
+    // Done, or dropped on an error, it leaves the terminal: what the command prints next starts
+    // on a clean line.
+    bar.with_finish(ProgressFinish::AndClear)
 }
 
 /// Builds the ORC table of the ELF `bytes` (read from `elf`) and writes it to `path`, creating
@@ -204,19 +204,28 @@ fn write_table(elf: &Path, bytes: &[u8], path: &Path) -> Result<(), String> {
     std::fs::write(path, table).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// A sink writing dumps to `dir` as 00000.core, 00001.core, …, with a progress bar when the
-/// total is known.
-fn numbered(dir: &Path, total: Option<u32>) -> impl FnMut(Dump) -> std::io::Result<()> + use<> {
+/// A sink writing dumps to `dir` as 00000.core, 00001.core, …, a step of `bar` each.
+fn numbered(dir: &Path, bar: Option<ProgressBar>) -> impl FnMut(Dump) -> std::io::Result<()> + use<> {
     let dir = dir.to_path_buf();
     let mut n = 0u32;
     move |dump| {
         let path = dir.join(format!("{n:05}.core"));
         n += 1;
-        if let Some(t) = total {
-            progress(n as usize, t as usize);
+        std::fs::write(&path, dump.write())?;
+        if let Some(b) = &bar {
+            b.inc(1);
         }
-        std::fs::write(&path, dump.write())
+        Ok(())
     }
+}
+
+/// A capture's bar: the elapsed time and ETA kept fresh while the target runs between samples.
+fn capture_bar(count: u32, what: &str) -> ProgressBar {
+    let bar = progress_bar(u64::from(count), what);
+    if !bar.is_hidden() {
+        bar.enable_steady_tick(std::time::Duration::from_millis(500));
+    }
+    bar
 }
 
 fn run(cli: Cli) -> Result<ExitCode, String> {
@@ -233,13 +242,17 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             let policy = if policy == PolicyArg::Mainline { Policy::Mainline } else { Policy::Orcwalk };
             let opts = Options { table, elf, policy, mode: Mode { strict }, count_strict: markdown };
             let mut replayer = Replayer::new(opts)?;
-            for (n, f) in files.iter().enumerate() {
+            // Short runs go without a bar.
+            let bar =
+                if files.len() >= 50 { progress_bar(files.len() as u64, "replay") } else { ProgressBar::hidden() };
+            for f in &files {
                 let report = replayer.replay(f, &load(f)?)?;
                 if !markdown && !json {
-                    println!("{}", report.text(verbose));
+                    bar.suspend(|| println!("{}", report.text(verbose)));
                 }
-                progress(n + 1, files.len());
+                bar.inc(1);
             }
+            bar.finish_and_clear();
             let report = replayer.finish();
             if markdown {
                 println!("{}", report.markdown(&default_corpus()));
@@ -293,8 +306,10 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 table_path: "program.orc".into(),
                 stops_per_run,
             };
-            let stats = capture(&plan, &image, numbered(&out, Some(count)))
-                .map_err(|e| format!("{}: {e}", plan.program.display()))?;
+            let bar = capture_bar(count, "capture");
+            let stats = capture(&plan, &image, numbered(&out, Some(bar.clone())));
+            bar.finish_and_clear();
+            let stats = stats.map_err(|e| format!("{}: {e}", plan.program.display()))?;
             println!(
                 "{}: {} dumps from {} runs ({} ended by the program), truth complete in {}",
                 out.display(),
@@ -344,8 +359,11 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             if blocked > 0 {
                 std::fs::create_dir_all(&blocked_dir).map_err(|e| format!("{}: {e}", blocked_dir.display()))?;
             }
-            let stats = capture_kernel(&plan, &image, &syms, numbered(&out, Some(count)), numbered(&blocked_dir, None))
-                .map_err(|e| format!("{}: {e}", plan.kernel.display()))?;
+            let bar = capture_bar(count, "capture-kernel");
+            let stats =
+                capture_kernel(&plan, &image, &syms, numbered(&out, Some(bar.clone())), numbered(&blocked_dir, None));
+            bar.finish_and_clear();
+            let stats = stats.map_err(|e| format!("{}: {e}", plan.kernel.display()))?;
             if blocked > 0 {
                 println!(
                     "{}: {} blocked tasks, truth complete in {}",
