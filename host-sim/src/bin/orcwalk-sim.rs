@@ -57,7 +57,7 @@ enum Cmd {
         elf: Option<PathBuf>,
         #[arg(long, value_enum, default_value = "orcwalk")]
         policy: PolicyArg,
-        /// One JSON object per dump, then the summary.
+        /// The same report as one JSON document: every dump, then the totals (docs/json.md).
         #[arg(long)]
         json: bool,
         /// Print every frame.
