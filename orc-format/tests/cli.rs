@@ -189,3 +189,27 @@ fn check_refuses_a_relocatable_object() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("is a relocatable object"), "{err}");
 }
+
+/// A module without any CFI (assembly without CFI directives) gets no table, and the build goes on;
+/// one with CFI gets its table.
+#[test]
+fn build_module_writes_no_table_without_cfi() {
+    let dir = tmp("module-no-cfi");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (src, obj, out) = (dir.join("m.s"), dir.join("m.o"), dir.join("m.orcwalk"));
+    std::fs::write(&src, ".text\n.globl f\nf:\n\tret\n").unwrap();
+    let ok = Command::new("aarch64-linux-gnu-as").arg("-o").arg(&obj).arg(&src).status().unwrap();
+    assert!(ok.success());
+    std::fs::write(&out, b"stale").unwrap();
+    let o = bin().args(["build-module", "--ld", "ld.lld", "-o"]).arg(&out).arg(&obj).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("no CFI: no table"));
+    assert!(!out.exists(), "a stale table left behind would be added to the module");
+
+    std::fs::write(&src, ".text\n.globl f\nf:\n.cfi_startproc\n\tret\n.cfi_endproc\n").unwrap();
+    let ok = Command::new("aarch64-linux-gnu-as").arg("-o").arg(&obj).arg(&src).status().unwrap();
+    assert!(ok.success());
+    let o = bin().args(["build-module", "--ld", "ld.lld", "-o"]).arg(&out).arg(&obj).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(orc_format::module::ModuleTable::parse(&std::fs::read(&out).unwrap()).is_ok());
+}

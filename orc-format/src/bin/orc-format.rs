@@ -130,6 +130,13 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             let built = orc_format::ko::build(&ko, &ld, &work);
             // The scratch link is of no use once the table is made, or when it could not be.
             let _ = std::fs::remove_dir_all(&work);
+            // No CFI at all (a module of assembly without CFI directives): no table, which the
+            // kernel takes as "unreliable through this module", not a failed build.
+            if let Err(generate::GenError::NoCfi) = built {
+                let _ = std::fs::remove_file(&output);
+                println!("{}: no CFI: no table written (stacks through it are unreliable)", ko.display());
+                return Ok(ExitCode::SUCCESS);
+            }
             let (bytes, entries) = built.map_err(err(&ko))?;
             std::fs::write(&output, &bytes).map_err(|e| format!("{}: {e}", output.display()))?;
             println!("{}: {entries} entries, {} bytes", output.display(), bytes.len());
