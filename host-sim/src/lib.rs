@@ -4,6 +4,7 @@
 
 pub mod capture;
 pub mod dump;
+pub mod lines;
 pub mod replay;
 pub mod report;
 pub mod svg;

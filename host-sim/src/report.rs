@@ -11,6 +11,7 @@ use orcwalk::{FrameKind, KernelLayout, Policy, Reason, StackKind, Verdict};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::dump::Dump;
+use crate::lines::{Lines, SourceLine};
 use crate::replay::{ChainSummary, Judgement, Mode, Outcome, Summary, replay_text, table_for, text_beside};
 use crate::symbols::Symbols;
 use crate::text::ImageText;
@@ -155,6 +156,10 @@ pub struct FrameReport {
     pub witness: Witness,
     /// The truth's pc at this depth; `null` past the truth's end.
     pub truth: Option<Addr>,
+    /// The source line, where debug info is at hand (`program.elf`, `--elf`, `--vmlinux`):
+    /// of the pc itself when it was interrupted, of the call (`pc - 4`) for a return address.
+    #[serde(default)]
+    pub source: Option<SourceLine>,
 }
 
 /// A walk's verdict judged against the truth; an unreliable one says why and where.
@@ -210,7 +215,8 @@ pub struct DumpReport {
 
 impl DumpReport {
     /// The report of `out`, the walk of `dump` (read from `path`) under `policy` and `mode`,
-    /// naming functions with `symbolize`.
+    /// naming functions with `symbolize` and lines with `locate` (given the address to look up,
+    /// [`crate::lines::lookup_pc`]).
     pub fn new(
         path: &Path,
         dump: &Dump,
@@ -218,8 +224,10 @@ impl DumpReport {
         policy: Policy,
         mode: Mode,
         symbolize: impl Fn(u64) -> Option<String>,
+        locate: impl Fn(u64) -> Option<SourceLine>,
     ) -> DumpReport {
-        let symbolize = |pc: u64| symbolize(orcwalk::pac::strip_pac(pc, dump.info.layout.va_bits));
+        let strip = |pc: u64| orcwalk::pac::strip_pac(pc, dump.info.layout.va_bits);
+        let symbolize = |pc: u64| symbolize(strip(pc));
         let verdict = match out.judgement {
             Judgement::Correct => VerdictReport::Correct,
             Judgement::UnprovenTruth => VerdictReport::UnprovenTruth,
@@ -245,6 +253,7 @@ impl DumpReport {
                 kind,
                 witness,
                 truth: dump.info.truth.get(i).copied().map(Addr),
+                source: locate(crate::lines::lookup_pc(strip(pc), kind, dump.info.start_regs)),
             })
             .collect();
         DumpReport {
@@ -267,7 +276,8 @@ impl DumpReport {
         s
     }
 
-    /// `\n    #i pc name+off/size Kind =` (or `truth 0x…`, `(no truth)`) per frame.
+    /// `\n    #i pc name+off/size (file.c:49) Kind =` (or `truth 0x…`, `(no truth)`) per frame;
+    /// the line where one is known.
     pub fn frame_lines(&self) -> String {
         let mut s = String::new();
         for (i, f) in self.frames.iter().enumerate() {
@@ -276,7 +286,8 @@ impl DumpReport {
                 Some(t) if t == f.pc => "=".to_string(),
                 Some(t) => format!("truth {t:#x}"),
             };
-            let _ = write!(s, "\n    #{i:<2} {:#018x}{} {:?} {t}", f.pc, spaced(&f.function), f.kind);
+            let line = f.source.as_ref().map_or(String::new(), |l| format!(" ({l})"));
+            let _ = write!(s, "\n    #{i:<2} {:#018x}{}{line} {:?} {t}", f.pc, spaced(&f.function), f.kind);
         }
         s
     }
@@ -693,23 +704,36 @@ pub struct Options {
     pub mode: Mode,
     /// Also count orcwalk in strict mode (the results table's column).
     pub count_strict: bool,
+    /// A kernel's debug vmlinux for source lines: refused for a dump of another image.
+    pub vmlinux: Option<PathBuf>,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { table: None, elf: None, policy: Policy::Orcwalk, mode: Mode::default(), count_strict: false }
+        Options {
+            table: None,
+            elf: None,
+            policy: Policy::Orcwalk,
+            mode: Mode::default(),
+            count_strict: false,
+            vmlinux: None,
+        }
     }
 }
 
 /// Replays dumps one at a time, keeping what each table needs (its bytes, the image's text,
-/// its symbols) and the totals.
+/// its symbols and lines) and the totals.
 #[derive(Debug)]
 pub struct Replayer {
     opts: Options,
     tables: HashMap<PathBuf, Vec<u8>>,
     elf_bytes: Option<Vec<u8>>,
     elf_symbols: Option<Symbols>,
+    elf_lines: Option<Lines>,
+    /// `--vmlinux`: its lines and its image id.
+    vmlinux: Option<(Option<Lines>, orc_format::ImageId)>,
     symbols: BTreeMap<PathBuf, Option<Symbols>>,
+    lines: BTreeMap<PathBuf, Option<Lines>>,
     texts: BTreeMap<PathBuf, Option<ImageText>>,
     directories: BTreeMap<PathBuf, Totals>,
     all: Totals,
@@ -720,7 +744,7 @@ pub struct Replayer {
 impl Replayer {
     pub fn new(opts: Options) -> Result<Replayer, String> {
         let mut tables = HashMap::new();
-        let (mut elf_bytes, mut elf_symbols) = (None, None);
+        let (mut elf_bytes, mut elf_symbols, mut elf_lines) = (None, None, None);
         if let Some(e) = &opts.elf {
             let bytes = std::fs::read(e).map_err(|err| format!("{}: {err}", e.display()))?;
             let table = orc_format::generate::ElfImage::parse(bytes.as_slice())
@@ -729,14 +753,22 @@ impl Replayer {
                 .map_err(|err| format!("{}: {err}", e.display()))?;
             tables.insert(e.clone(), table);
             elf_symbols = Some(Symbols::from_elf(&bytes)?);
+            elf_lines = Lines::from_elf(bytes.clone()).map_err(|err| format!("{}: {err}", e.display()))?;
             elf_bytes = Some(bytes);
         }
+        let vmlinux = match &opts.vmlinux {
+            Some(v) => Some(read_vmlinux(v)?),
+            None => None,
+        };
         Ok(Replayer {
             opts,
             tables,
             elf_bytes,
             elf_symbols,
+            elf_lines,
+            vmlinux,
             symbols: BTreeMap::new(),
+            lines: BTreeMap::new(),
             texts: BTreeMap::new(),
             directories: BTreeMap::new(),
             all: Totals::default(),
@@ -782,6 +814,30 @@ impl Replayer {
         Ok(self.symbols[&tpath].as_ref())
     }
 
+    /// The lines a dump's frames are located with: `--vmlinux` (refused for a dump of another
+    /// image), the `--elf` image's, or `program.elf` beside its table.
+    pub fn lines_for(&mut self, path: &Path, dump: &Dump) -> Result<Option<&Lines>, String> {
+        if let Some((lines, id)) = &self.vmlinux {
+            if !id.matches(&dump.info.image_id) {
+                let v = self.opts.vmlinux.as_deref().unwrap_or(Path::new("")).display();
+                return Err(format!(
+                    "--vmlinux {v} is not the image of {}: the vmlinux is {id}, the dump's image is {}",
+                    path.display(),
+                    dump.info.image_id
+                ));
+            }
+            return Ok(lines.as_ref());
+        }
+        if self.elf_bytes.is_some() {
+            return Ok(self.elf_lines.as_ref());
+        }
+        let tpath = self.table_path(path, dump);
+        if !self.lines.contains_key(&tpath) {
+            self.lines.insert(tpath.clone(), lines_beside(&tpath)?);
+        }
+        Ok(self.lines[&tpath].as_ref())
+    }
+
     fn walk(&mut self, path: &Path, dump: &Dump) -> Result<Walked, String> {
         let tpath = self.table_path(path, dump);
         if !self.tables.contains_key(&tpath) {
@@ -790,6 +846,7 @@ impl Replayer {
             self.tables.insert(tpath.clone(), bytes);
         }
         self.symbols_for(path, dump)?;
+        self.lines_for(path, dump)?;
         let tfile = table_for(&dump.info, &self.tables[&tpath])
             .map_err(|e| format!("{}: table {}: {e}", path.display(), tpath.display()))?;
         if !self.texts.contains_key(&tpath) {
@@ -804,9 +861,21 @@ impl Replayer {
         let b = replay_text(dump, tfile, text, Policy::Mainline, opts.mode);
         let strict = opts.count_strict.then(|| replay_text(dump, tfile, text, Policy::Orcwalk, Mode::STRICT));
         let syms = self.elf_symbols.as_ref().or(self.symbols.get(&tpath).and_then(Option::as_ref));
+        let lines = match (&self.vmlinux, &self.elf_bytes) {
+            (Some((l, _)), _) => l.as_ref(),
+            (None, Some(_)) => self.elf_lines.as_ref(),
+            (None, None) => self.lines.get(&tpath).and_then(Option::as_ref),
+        };
         let chosen = if opts.policy == Policy::Orcwalk { &a } else { &b };
-        let report =
-            DumpReport::new(path, dump, chosen, opts.policy, opts.mode, |pc| syms.and_then(|s| s.symbolize(pc)));
+        let report = DumpReport::new(
+            path,
+            dump,
+            chosen,
+            opts.policy,
+            opts.mode,
+            |pc| syms.and_then(|s| s.symbolize(pc)),
+            |pc| lines.and_then(|l| l.locate(pc)),
+        );
         Ok(Walked { report, orcwalk: a, mainline: b, strict, with_text: text.is_some() })
     }
 
@@ -844,6 +913,26 @@ pub fn symbols_beside(table: &Path) -> Result<Option<Symbols>, String> {
         Ok(b) => Symbols::from_elf(&b).map(Some).map_err(|e| format!("{}: {e}", elf.display())),
         Err(_) => Ok(None),
     }
+}
+
+/// Lines for the dumps replayed with `table`: `program.elf` beside it, when it has a line table.
+pub fn lines_beside(table: &Path) -> Result<Option<Lines>, String> {
+    let elf = table.with_file_name("program.elf");
+    match std::fs::read(&elf) {
+        Ok(b) => Lines::from_elf(b).map_err(|e| format!("{}: {e}", elf.display())),
+        Err(_) => Ok(None),
+    }
+}
+
+/// `--vmlinux`: its lines (none without a line table) and its image id, a build-id as the
+/// kernel corpora's dumps carry.
+fn read_vmlinux(path: &Path) -> Result<(Option<Lines>, orc_format::ImageId), String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("--vmlinux {}: {e}", path.display()))?;
+    let file = object::File::parse(bytes.as_slice()).map_err(|e| format!("--vmlinux {}: {e}", path.display()))?;
+    let id = orc_format::generate::elf::image_id(&file);
+    drop(file);
+    let lines = Lines::from_elf(bytes).map_err(|e| format!("--vmlinux {}: {e}", path.display()))?;
+    Ok((lines, id))
 }
 
 /// The dumps under `path`: the file itself, or every `*.core` below a directory, sorted.
@@ -888,6 +977,8 @@ pub fn replay_paths(paths: &[PathBuf], opts: Options) -> Result<ReplayReport, St
 pub fn show(path: &Path, opts: Options) -> Result<ShowReport, String> {
     let dump = load(path)?;
     let mut replayer = Replayer::new(opts)?;
+    // A `--vmlinux` of another image is refused outright, not reported as a walk not made.
+    replayer.lines_for(path, &dump)?;
     let walk = replayer.report(path, &dump);
     let syms = replayer.symbols_for(path, &dump)?;
     Ok(ShowReport::new(path, &dump, walk, |pc| syms.and_then(|s| s.symbolize(pc))))

@@ -317,12 +317,18 @@ pub fn render(report: &ShowReport) -> Result<String, String> {
             (None, Some(t)) if t.at == f.pc => format!("{:#x} (signal-return trampoline)", f.pc),
             (None, _) => format!("{:#x}", f.pc),
         };
-        let mut tail = format!(" · {words}");
-        let mut spans = format!(
-            r##"<tspan font-weight="bold">#{k}</tspan> {}<tspan fill="{color}"> · {}</tspan>"##,
-            esc(&name),
-            esc(words)
-        );
+        // The source line by its file's name alone, to keep the label short (the path is in
+        // the text and JSON output).
+        let line = f
+            .source
+            .as_ref()
+            .map_or(String::new(), |l| format!(" ({}:{})", l.file.rsplit('/').next().unwrap_or(&l.file), l.line));
+        let mut tail = format!("{line} · {words}");
+        let mut spans = format!(r##"<tspan font-weight="bold">#{k}</tspan> {}"##, esc(&name));
+        if !line.is_empty() {
+            let _ = write!(spans, r##"<tspan fill="#616161">{}</tspan>"##, esc(&line));
+        }
+        let _ = write!(spans, r##"<tspan fill="{color}"> · {}</tspan>"##, esc(words));
         let how = match f.kind {
             FrameKind::Exception if report.kernel => " · from pt_regs",
             FrameKind::Exception => " · from the signal frame",

@@ -55,6 +55,10 @@ enum Cmd {
         /// Build the ORC table from this aarch64 ELF's CFI instead, and symbolize frames with it.
         #[arg(long)]
         elf: Option<PathBuf>,
+        /// A kernel's debug vmlinux, for source lines beside the frames (-v, --json); refused
+        /// for a dump whose image id is not its build-id.
+        #[arg(long, value_name = "PATH")]
+        vmlinux: Option<PathBuf>,
         #[arg(long, value_enum, default_value = "orcwalk")]
         policy: PolicyArg,
         /// The same report as one JSON document: every dump, then the totals (docs/json.md).
@@ -80,6 +84,10 @@ enum Cmd {
         table: Option<PathBuf>,
         #[arg(long)]
         elf: Option<PathBuf>,
+        /// A kernel's debug vmlinux, for source lines beside the frames; refused when its
+        /// build-id is not the dump's image id.
+        #[arg(long, value_name = "PATH")]
+        vmlinux: Option<PathBuf>,
         #[arg(long, value_enum, default_value = "orcwalk")]
         policy: PolicyArg,
         #[arg(long)]
@@ -230,7 +238,7 @@ fn capture_bar(count: u32, what: &str) -> ProgressBar {
 
 fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.cmd {
-        Cmd::Replay { paths, table, elf, policy, json, verbose, strict, markdown } => {
+        Cmd::Replay { paths, table, elf, vmlinux, policy, json, verbose, strict, markdown } => {
             let paths = if paths.is_empty() { vec![default_corpus()] } else { paths };
             let mut files = Vec::new();
             for p in &paths {
@@ -240,7 +248,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 return Err("no dumps found".into());
             }
             let policy = if policy == PolicyArg::Mainline { Policy::Mainline } else { Policy::Orcwalk };
-            let opts = Options { table, elf, policy, mode: Mode { strict }, count_strict: markdown };
+            let opts = Options { table, elf, policy, mode: Mode { strict }, count_strict: markdown, vmlinux };
             let mut replayer = Replayer::new(opts)?;
             // Short runs go without a bar.
             let bar =
@@ -278,9 +286,10 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             std::fs::write(&out, needed.to_text()).map_err(|e| format!("{}: {e}", out.display()))?;
             println!("{}: {} of {} functions, for {} dumps", out.display(), needed.len(), all.len(), dumps.len());
         }
-        Cmd::Show { dump, table, elf, policy, strict, json, svg } => {
+        Cmd::Show { dump, table, elf, vmlinux, policy, strict, json, svg } => {
             let policy = if policy == PolicyArg::Mainline { Policy::Mainline } else { Policy::Orcwalk };
-            let report = show(&dump, Options { table, elf, policy, mode: Mode { strict }, count_strict: false })?;
+            let opts = Options { table, elf, policy, mode: Mode { strict }, count_strict: false, vmlinux };
+            let report = show(&dump, opts)?;
             if let Some(out) = &svg {
                 let picture = orcwalk_sim::svg::render(&report).map_err(|e| format!("{}: {e}", dump.display()))?;
                 std::fs::write(out, picture).map_err(|e| format!("{}: {e}", out.display()))?;
