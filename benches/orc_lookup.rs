@@ -1,89 +1,81 @@
-//! ORC lookup on a table of 600k entries: the 256-byte-block index against plain binary search,
-//! in the same run. "cold" spreads pcs over the whole text (cache-missing, as an unwinder of many
-//! tasks sees), "hot" repeats a few pcs (as one deep recursion does).
+//! ORC lookup on the shipped 7.2 vmlinux table (`tests/corpus/kernel/7.2-rt/vmlinux.orc`, 318k
+//! entries, 3.8 MB of ips and entries plus its index): the 256-byte-block index against plain
+//! binary search, in the same run.
 //!
-//! `cargo bench --bench orc_lookup`; ratios, not absolute numbers, are what the README reports.
+//! - `hot`: 8 pcs in one function, cycled (one deep recursion, or a cache-warm profiler).
+//! - `cold_l3`: a fresh random pc over the whole text each lookup (2^20 pcs, never cycled within
+//!   a sample): the table (4.4 MB) is larger than L2 but fits in a large L3.
+//! - `cold_dram`: the same, each lookup in one of 16 copies of the table chosen at random too, so
+//!   the working set (70 MB) is larger than every cache, as for a kernel whose table was evicted
+//!   between samples.
+//!
+//! `cargo bench --bench orc_lookup`; ratios, not absolute numbers, are what the docs report.
 
 use std::hint::black_box;
+use std::path::PathBuf;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use orc_format::{Kind, OrcEntry, Reg, TableFile};
+use orc_format::{OrcTable, TableFile};
 
-const ENTRIES: usize = 600_000;
+/// Power of two: the pc ring is indexed with a mask, not a division.
+const PCS: usize = 1 << 20;
+const COPIES: usize = 16;
 
-/// Entries 4..=64 bytes apart (one per few instructions, like a kernel's ORC), every tenth a
-/// terminator, from a simple LCG so the table is the same every run.
-fn table_bytes() -> (Vec<u8>, u64, u64) {
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move || {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        seed >> 33
-    };
-    let base = 0xffff_8000_8001_0000u64;
-    let mut ips = Vec::with_capacity(ENTRIES);
-    let mut entries = Vec::with_capacity(ENTRIES);
-    let mut ip = base;
-    for i in 0..ENTRIES {
-        ips.push(ip);
-        ip += 4 * (1 + next() % 16);
-        let e = if i % 10 == 9 || i + 1 == ENTRIES {
-            OrcEntry::UNDEFINED
-        } else {
-            OrcEntry::new(Kind::Call, Reg::Sp, (next() % 512) as i16 * 16, Reg::PrevSp, -16, Reg::PrevSp, -8, false)
-        };
-        entries.push(e);
-    }
-    (orc_format::file::write(&ips, &entries, &orc_format::ImageId::NONE, true).expect("table"), base, ip)
+fn xorshift(x: &mut u64) -> u64 {
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    *x
 }
 
-fn pcs(base: u64, end: u64, n: usize) -> Vec<u64> {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            base + (x % (end - base)) / 4 * 4
-        })
-        .collect()
+/// `PCS` random 4-byte aligned pcs in `[lo, hi)`, the same every run.
+fn pcs(lo: u64, hi: u64, seed: u64) -> Vec<u64> {
+    let mut x = seed;
+    (0..PCS).map(|_| lo + (xorshift(&mut x) % (hi - lo)) / 4 * 4).collect()
 }
 
 fn lookup(c: &mut Criterion) {
-    let (bytes, base, end) = table_bytes();
-    let file = TableFile::parse(&bytes).expect("valid table");
-    let t = file.table;
-    let cold = pcs(base, end, 4096);
-    let hot = pcs(base, base + 4096, 8);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/kernel/7.2-rt/vmlinux.orc");
+    let bytes = std::fs::read(&path).expect("vmlinux.orc");
+    let copies: Vec<Vec<u8>> = (0..COPIES).map(|_| bytes.clone()).collect();
+    let tables: Vec<OrcTable<'_>> = copies.iter().map(|b| TableFile::parse(b).expect("valid table").table).collect();
+    let t = tables[0];
+    assert!(t.index().is_some(), "the shipped table carries its lookup index");
+    let (first, last) = (t.ip(0), t.ip(t.len() - 1));
+    eprintln!("orc_lookup: {} entries, text {first:#x}..{last:#x}, {COPIES} copies for cold_dram", t.len());
 
-    let mut g = c.benchmark_group("orc_find_600k");
-    g.bench_function("cold/indexed", |b| {
-        let mut i = 0;
-        b.iter(|| {
-            i = (i + 1) % cold.len();
-            black_box(t.find(black_box(cold[i])))
-        })
-    });
-    g.bench_function("cold/binary_search", |b| {
-        let mut i = 0;
-        b.iter(|| {
-            i = (i + 1) % cold.len();
-            black_box(t.find_unindexed(black_box(cold[i])))
-        })
-    });
-    g.bench_function("hot/indexed", |b| {
-        let mut i = 0;
-        b.iter(|| {
-            i = (i + 1) % hot.len();
-            black_box(t.find(black_box(hot[i])))
-        })
-    });
-    g.bench_function("hot/binary_search", |b| {
-        let mut i = 0;
-        b.iter(|| {
-            i = (i + 1) % hot.len();
-            black_box(t.find_unindexed(black_box(hot[i])))
-        })
-    });
+    let cold = pcs(first, last, 0x9e37_79b9_7f4a_7c15);
+    let mut x = 0x2545_f491_4f6c_dd1d_u64;
+    let which: Vec<u8> = (0..PCS).map(|_| (xorshift(&mut x) % COPIES as u64) as u8).collect();
+    // 8 pcs in the function around the table's middle entry.
+    let mid = t.ip(t.len() / 2);
+    let hot: Vec<u64> = (0..8).map(|k| mid + 4 * k).collect();
+
+    let mut g = c.benchmark_group("orc_find_7.2_vmlinux");
+    for (name, indexed) in [("indexed", true), ("binary_search", false)] {
+        let find = move |t: &OrcTable<'_>, pc: u64| if indexed { t.find(pc) } else { t.find_unindexed(pc) };
+        g.bench_function(format!("hot/{name}"), |b| {
+            let mut i = 0;
+            b.iter(|| {
+                i = (i + 1) & 7;
+                black_box(find(&t, black_box(hot[i])))
+            })
+        });
+        g.bench_function(format!("cold_l3/{name}"), |b| {
+            let mut i = 0;
+            b.iter(|| {
+                i = (i + 1) & (PCS - 1);
+                black_box(find(&t, black_box(cold[i])))
+            })
+        });
+        g.bench_function(format!("cold_dram/{name}"), |b| {
+            let mut i = 0;
+            b.iter(|| {
+                i = (i + 1) & (PCS - 1);
+                black_box(find(&tables[usize::from(which[i])], black_box(cold[i])))
+            })
+        });
+    }
     g.finish();
 }
 

@@ -1,11 +1,16 @@
-//! Unwind latency (issue 6), everything measured in one run so that only ratios are reported:
+//! Unwind latency, everything measured in one run so that only ratios are reported:
 //!
 //! - `per_frame/*`: the captured gcc -O2 user stacks that orcwalk proves (tests/corpus/user),
-//!   unwound by the plain frame-pointer chain (two loads per frame: the physical floor), by
+//!   unwound by the plain frame-pointer chain (two loads per frame, no checks: the floor), by
 //!   orcwalk's validated walk, and by framehop from the binary's .eh_frame with its rule cache
-//!   cold (new cache per stack) and warm (one cache throughout). All read the same dumps
-//!   through the same memory reader; throughput is in frames.
-//! - `livepatch/1000_tasks`: verdicts for 1,000 blocked kernel-shaped tasks of 10-40 frames.
+//!   cold (new cache per stack) and warm (one cache throughout). `direct` reads the stack as a
+//!   kernel does (one bounds-checked load from the stack's words); `dump` goes through the
+//!   dump's region search, what the replays use. Throughput is in frames.
+//! - `kernel_blocked/*`: the same for the blocked tasks of the 7.2 PREEMPT_RT corpus
+//!   (tests/corpus/kernel/7.2-rt/blocked) against that kernel's table: what livepatch pays.
+//! - `livepatch/*`: verdicts for 1,000 blocked kernel-shaped synthetic tasks of 10-40 frames
+//!   under both policies, the same tasks for both. The time is per 1,000 tasks; the throughput
+//!   is in frames *walked* under that policy (a walk that stops early walks fewer).
 //! - `generate/*`: ORC generation from the largest shipped ELF (and from
 //!   `ORCWALK_BENCH_VMLINUX`, a debug vmlinux, when set), throughput in ELF bytes.
 //!
@@ -22,7 +27,7 @@ use object::{Object, ObjectSection};
 use orc_format::TableFile;
 use orcwalk::code::TableCode;
 use orcwalk::recovery::NoRecovery;
-use orcwalk::{Config, Frame, Policy, StackList, Verdict, walk};
+use orcwalk::{Config, Frame, Memory, Policy, StackList, Verdict, walk};
 use orcwalk_sim::dump::Dump;
 use orcwalk_sim::replay::{self, Mode};
 
@@ -35,24 +40,64 @@ fn user_dumps(build: &str) -> Vec<Dump> {
     orcwalk_sim::dump::load_dir(&dir).expect("user corpus").into_iter().map(|(_, d)| d).collect()
 }
 
-/// orcwalk's validated walk of one user dump; the number of frames when reliable.
-fn orcwalk_frames(d: &Dump, code: &TableCode<'_>, cfg: &Config) -> Option<usize> {
+/// Memory as a kernel reads it: the stack's words (the dump's region holding sp), one
+/// subtraction, an alignment and bounds check and a load per read; no search over regions.
+struct Direct {
+    base: u64,
+    words: Vec<u64>,
+}
+
+impl Direct {
+    fn new(d: &Dump) -> Option<Direct> {
+        let sp = d.info.sp;
+        let r = d.regions.iter().find(|r| r.vaddr <= sp && sp - r.vaddr < r.data.len() as u64)?;
+        r.vaddr.is_multiple_of(8).then(|| Direct {
+            base: r.vaddr,
+            words: r.data.chunks_exact(8).map(|w| u64::from_le_bytes(w.try_into().expect("8 bytes"))).collect(),
+        })
+    }
+}
+
+impl Memory for Direct {
+    #[inline]
+    fn read_u64(&self, addr: u64) -> Option<u64> {
+        let off = addr.wrapping_sub(self.base);
+        if !off.is_multiple_of(8) {
+            return None;
+        }
+        self.words.get(usize::try_from(off / 8).ok()?).copied()
+    }
+}
+
+/// orcwalk's validated walk of one dump read through `mem`; the number of frames when reliable.
+fn orcwalk_frames<M: Memory>(d: &Dump, mem: &M, code: &TableCode<'_>, cfg: &Config) -> Option<usize> {
     let i = &d.info;
     let mut n = 0;
-    let v = walk(i.start(), cfg, d, &StackList { stacks: &i.stacks }, code, &NoRecovery, |_: &Frame| {
+    let v = walk(i.start(), cfg, mem, &StackList { stacks: &i.stacks }, code, &NoRecovery, |_: &Frame| {
         n += 1;
         true
     });
     (v == Verdict::Reliable).then_some(n)
 }
 
-/// The plain chain from an interrupted pc: pc, then {fp, lr} records until fp is 0. No checks
+/// orcwalk's frames (pcs) for one dump, to check against the truth in the set-up.
+fn orcwalk_pcs<M: Memory>(d: &Dump, mem: &M, code: &TableCode<'_>, cfg: &Config) -> Option<Vec<u64>> {
+    let i = &d.info;
+    let mut pcs = Vec::new();
+    let v = walk(i.start(), cfg, mem, &StackList { stacks: &i.stacks }, code, &NoRecovery, |f: &Frame| {
+        pcs.push(f.pc);
+        true
+    });
+    (v == Verdict::Reliable).then_some(pcs)
+}
+
+/// The plain chain from the start pc: pc, then {fp, lr} records until fp is 0. No checks
 /// beyond what keeps it finite: the floor a validated walk is measured against.
-fn fp_chain(d: &Dump) -> usize {
+fn fp_chain<M: Memory>(d: &Dump, mem: &M) -> usize {
     let mut n = 1;
     let mut fp = d.info.fp;
     while fp != 0 && n < 100 {
-        let (Some(next), Some(ra)) = (d.read_u64(fp), d.read_u64(fp.wrapping_add(8))) else { break };
+        let (Some(next), Some(ra)) = (mem.read_u64(fp), mem.read_u64(fp.wrapping_add(8))) else { break };
         black_box(ra);
         fp = next;
         n += 1;
@@ -88,10 +133,16 @@ fn framehop_unwinder(elf: &Path) -> UnwinderAarch64<Vec<u8>> {
 }
 
 /// framehop's frames for one dump (return addresses as they are, like the truth).
-fn framehop_frames(u: &UnwinderAarch64<Vec<u8>>, cache: &mut CacheAarch64, d: &Dump, out: &mut Vec<u64>) {
+fn framehop_frames<M: Memory>(
+    u: &UnwinderAarch64<Vec<u8>>,
+    cache: &mut CacheAarch64,
+    d: &Dump,
+    mem: &M,
+    out: &mut Vec<u64>,
+) {
     out.clear();
     let i = &d.info;
-    let mut read = |addr: u64| d.read_u64(addr).ok_or(());
+    let mut read = |addr: u64| mem.read_u64(addr).ok_or(());
     let mut it = u.iter_frames(i.pc, UnwindRegsAarch64::new(i.lr, i.sp, i.fp), cache, &mut read);
     while let Ok(Some(f)) = it.next() {
         out.push(match f {
@@ -116,59 +167,111 @@ fn per_frame(c: &mut Criterion) {
     .expect("text");
     let code_text = TableCode { text: Some(text.view()), ..code };
     let unwinder = framehop_unwinder(&root().join("tests/fixtures/user/workload-gcc-O2"));
-    // The stacks every unwinder gets exactly right: same work for all.
+    // The stacks every unwinder gets exactly right, through both readers: same work for all.
     let mut cache = CacheAarch64::new();
     let mut fh = Vec::new();
-    let chosen: Vec<&Dump> = dumps
+    let chosen: Vec<(&Dump, Direct)> = dumps
         .iter()
         .filter(|d| d.info.truth_complete)
-        .filter(|d| orcwalk_frames(d, &code, &cfg) == Some(d.info.truth.len()))
-        .filter(|d| orcwalk_frames(d, &code_text, &cfg) == Some(d.info.truth.len()))
-        .filter(|d| {
-            framehop_frames(&unwinder, &mut cache, d, &mut fh);
+        .filter_map(|d| Some((d, Direct::new(d)?)))
+        .filter(|(d, m)| {
+            let truth = Some(d.info.truth.len());
+            orcwalk_frames(d, *d, &code, &cfg) == truth
+                && orcwalk_frames(d, m, &code, &cfg) == truth
+                && orcwalk_frames(d, *d, &code_text, &cfg) == truth
+                && fp_chain(d, *d) == d.info.truth.len()
+                && fp_chain(d, m) == d.info.truth.len()
+        })
+        .filter(|(d, m)| {
+            framehop_frames(&unwinder, &mut cache, d, m, &mut fh);
             fh == d.info.truth
         })
         .collect();
-    let orcwalk_proven = dumps.iter().filter(|d| orcwalk_frames(d, &code, &cfg).is_some()).count();
-    let frames: usize = chosen.iter().map(|d| d.info.truth.len()).sum();
+    let orcwalk_proven = dumps.iter().filter(|d| orcwalk_frames(d, *d, &code, &cfg).is_some()).count();
+    let frames: usize = chosen.iter().map(|(d, _)| d.info.truth.len()).sum();
     eprintln!(
-        "per_frame: {} of {} {build} stacks (orcwalk proves {orcwalk_proven}; framehop and orcwalk both exact on these), {frames} frames",
+        "per_frame: {} of {} {build} stacks (orcwalk proves {orcwalk_proven}; the chain, framehop and orcwalk all exact on these), {frames} frames",
         chosen.len(),
         dumps.len()
     );
 
     let mut g = c.benchmark_group("per_frame");
     g.throughput(Throughput::Elements(frames as u64));
-    g.bench_function("fp_chain", |b| b.iter(|| chosen.iter().map(|d| fp_chain(d)).sum::<usize>()));
-    g.bench_function("orcwalk", |b| {
-        b.iter(|| chosen.iter().map(|d| orcwalk_frames(d, &code, &cfg).unwrap_or(0)).sum::<usize>())
+    g.bench_function("fp_chain/direct", |b| b.iter(|| chosen.iter().map(|(d, m)| fp_chain(d, m)).sum::<usize>()));
+    g.bench_function("fp_chain/dump", |b| b.iter(|| chosen.iter().map(|(d, _)| fp_chain(d, *d)).sum::<usize>()));
+    g.bench_function("orcwalk/direct", |b| {
+        b.iter(|| chosen.iter().map(|(d, m)| orcwalk_frames(d, m, &code, &cfg).unwrap_or(0)).sum::<usize>())
     });
-    g.bench_function("orcwalk_with_text", |b| {
-        b.iter(|| chosen.iter().map(|d| orcwalk_frames(d, &code_text, &cfg).unwrap_or(0)).sum::<usize>())
+    g.bench_function("orcwalk/dump", |b| {
+        b.iter(|| chosen.iter().map(|(d, _)| orcwalk_frames(d, *d, &code, &cfg).unwrap_or(0)).sum::<usize>())
     });
-    g.bench_function("framehop_cold", |b| {
+    g.bench_function("orcwalk_with_text/direct", |b| {
+        b.iter(|| chosen.iter().map(|(d, m)| orcwalk_frames(d, m, &code_text, &cfg).unwrap_or(0)).sum::<usize>())
+    });
+    g.bench_function("framehop_cold/direct", |b| {
         let mut out = Vec::with_capacity(64);
         b.iter(|| {
             let mut n = 0;
-            for d in &chosen {
+            for (d, m) in &chosen {
                 let mut cache = CacheAarch64::new();
-                framehop_frames(&unwinder, &mut cache, d, &mut out);
+                framehop_frames(&unwinder, &mut cache, d, m, &mut out);
                 n += out.len();
             }
             n
         })
     });
-    g.bench_function("framehop_warm", |b| {
+    g.bench_function("framehop_warm/direct", |b| {
         let mut out = Vec::with_capacity(64);
         let mut cache = CacheAarch64::new();
         b.iter(|| {
             let mut n = 0;
-            for d in &chosen {
-                framehop_frames(&unwinder, &mut cache, d, &mut out);
+            for (d, m) in &chosen {
+                framehop_frames(&unwinder, &mut cache, d, m, &mut out);
                 n += out.len();
             }
             n
         })
+    });
+    g.finish();
+}
+
+/// The 7.2 PREEMPT_RT kernel's blocked tasks, walked from their saved context against that
+/// kernel's table: the chain and orcwalk, both readers, on the tasks both get exactly right.
+fn kernel_blocked(c: &mut Criterion) {
+    let dir = root().join("tests/corpus/kernel/7.2-rt");
+    let dumps: Vec<Dump> =
+        orcwalk_sim::dump::load_dir(&dir.join("blocked")).expect("kernel corpus").into_iter().map(|(_, d)| d).collect();
+    let table_bytes = std::fs::read(dir.join("blocked").join(&dumps[0].info.image_path)).expect("table");
+    let table = TableFile::parse(&table_bytes).expect("table");
+    let code = replay::code(&dumps[0].info, table);
+    let cfg = replay::config(&dumps[0].info, Policy::Orcwalk, Mode::default());
+    // The kernel's chain ends at the task's final record (fp 0 inside pt_regs): one more record
+    // than frames; the truth's frames are the chain's minus that one.
+    let chosen: Vec<(&Dump, Direct)> = dumps
+        .iter()
+        .filter(|d| d.info.truth_complete && !d.info.start_regs)
+        .filter_map(|d| Some((d, Direct::new(d)?)))
+        .filter(|(d, m)| {
+            let truth = Some(d.info.truth.clone());
+            orcwalk_pcs(d, *d, &code, &cfg) == truth && orcwalk_pcs(d, m, &code, &cfg) == truth
+        })
+        .collect();
+    let frames: usize = chosen.iter().map(|(d, _)| d.info.truth.len()).sum();
+    let chain: usize = chosen.iter().map(|(d, m)| fp_chain(d, m)).sum();
+    eprintln!(
+        "kernel_blocked: {} of {} 7.2-rt blocked tasks (orcwalk exact on these), {frames} frames; the plain chain reads {chain} records",
+        chosen.len(),
+        dumps.len()
+    );
+    let mut g = c.benchmark_group("kernel_blocked");
+    g.throughput(Throughput::Elements(frames as u64));
+    g.bench_function("fp_chain/direct", |b| b.iter(|| chosen.iter().map(|(d, m)| fp_chain(d, m)).sum::<usize>()));
+    g.bench_function("fp_chain/dump", |b| b.iter(|| chosen.iter().map(|(d, _)| fp_chain(d, *d)).sum::<usize>()));
+    g.bench_function("orcwalk/direct", |b| {
+        b.iter(|| chosen.iter().map(|(d, m)| orcwalk_frames(d, m, &code, &cfg).unwrap_or(0)).sum::<usize>())
+    });
+    g.bench_function("orcwalk/dump", |b| {
+        b.iter(|| chosen.iter().map(|(d, _)| orcwalk_frames(d, *d, &code, &cfg).unwrap_or(0)).sum::<usize>())
     });
     g.finish();
 }
@@ -189,24 +292,31 @@ fn livepatch(c: &mut Criterion) {
         }
     }
     let code = replay::code(&tasks[0].info, table);
+    // (tasks proven, frames walked) under `policy`, over the same 1,000 tasks.
     let verdicts = |policy: Policy| {
-        let mut reliable = 0;
+        let (mut reliable, mut walked) = (0, 0);
         for d in &tasks {
             let i = &d.info;
             let cfg = replay::config(i, policy, Mode::default());
-            let v = walk(i.start(), &cfg, d, &StackList { stacks: &i.stacks }, &code, &NoRecovery, |_: &Frame| true);
+            let v = walk(i.start(), &cfg, d, &StackList { stacks: &i.stacks }, &code, &NoRecovery, |_: &Frame| {
+                walked += 1;
+                true
+            });
             reliable += usize::from(v == Verdict::Reliable);
         }
-        reliable
+        (reliable, walked)
     };
     let frames: usize = tasks.iter().map(|d| d.info.truth.len()).sum();
+    let (orc, main) = (verdicts(Policy::Orcwalk), verdicts(Policy::Mainline));
     eprintln!(
-        "livepatch: 1000 tasks, {frames} frames, orcwalk reliable {}, mainline reliable {}",
-        verdicts(Policy::Orcwalk),
-        verdicts(Policy::Mainline)
+        "livepatch: 1000 tasks, {frames} frames; orcwalk reliable {}, {} frames walked; mainline reliable {}, {} frames walked",
+        orc.0, orc.1, main.0, main.1
     );
+    // Time per 1,000 tasks; throughput per frame walked under that policy.
     let mut g = c.benchmark_group("livepatch");
+    g.throughput(Throughput::Elements(orc.1 as u64));
     g.bench_function("1000_tasks/orcwalk", |b| b.iter(|| verdicts(Policy::Orcwalk)));
+    g.throughput(Throughput::Elements(main.1 as u64));
     g.bench_function("1000_tasks/mainline", |b| b.iter(|| verdicts(Policy::Mainline)));
     g.finish();
 }
@@ -232,5 +342,5 @@ fn generation(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, per_frame, livepatch, generation);
+criterion_group!(benches, per_frame, kernel_blocked, livepatch, generation);
 criterion_main!(benches);
