@@ -9,13 +9,17 @@
 //!   the working set (70 MB) is larger than every cache, as for a kernel whose table was evicted
 //!   between samples.
 //!
+//! `branchy` is the lookup as it was before the branch-free bisection (the index, then a
+//! bisection that branches on every comparison), rebuilt here from the table's public `ip` and
+//! `entry`, so that the change is measured against it in the same run.
+//!
 //! `cargo bench --bench orc_lookup`; ratios, not absolute numbers, are what the docs report.
 
 use std::hint::black_box;
 use std::path::PathBuf;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use orc_format::{OrcTable, TableFile};
+use orc_format::{OrcEntry, OrcTable, TableFile};
 
 /// Power of two: the pc ring is indexed with a mask, not a division.
 const PCS: usize = 1 << 20;
@@ -32,6 +36,32 @@ fn xorshift(x: &mut u64) -> u64 {
 fn pcs(lo: u64, hi: u64, seed: u64) -> Vec<u64> {
     let mut x = seed;
     (0..PCS).map(|_| lo + (xorshift(&mut x) % (hi - lo)) / 4 * 4).collect()
+}
+
+/// The previous `OrcTable::find`: the index's window, then a branching bisection.
+fn find_branchy(t: &OrcTable<'_>, pc: u64) -> Option<OrcEntry> {
+    let (mut lo, mut hi) = (0, t.len());
+    if let Some(ix) = t.index()
+        && let Some(delta) = pc.checked_sub(ix.base)
+        && let Ok(block) = usize::try_from(delta >> orc_format::index::BLOCK_SHIFT)
+    {
+        let word = |b: usize| Some(u32::from_le_bytes(ix.words.get(b * 4..b * 4 + 4)?.try_into().ok()?));
+        if let (Some(l), Some(h)) = (word(block), word(block + 1))
+            && l <= h
+            && h <= t.len()
+        {
+            (lo, hi) = (l, h);
+        }
+    }
+    while lo < hi {
+        let mid = lo.midpoint(hi);
+        if t.ip(mid) <= pc {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    t.entry(lo.checked_sub(1)?)
 }
 
 fn lookup(c: &mut Criterion) {
@@ -52,8 +82,18 @@ fn lookup(c: &mut Criterion) {
     let hot: Vec<u64> = (0..8).map(|k| mid + 4 * k).collect();
 
     let mut g = c.benchmark_group("orc_find_7.2_vmlinux");
-    for (name, indexed) in [("indexed", true), ("binary_search", false)] {
-        let find = move |t: &OrcTable<'_>, pc: u64| if indexed { t.find(pc) } else { t.find_unindexed(pc) };
+    for pc in cold.iter().take(1 << 16).chain(&hot) {
+        assert_eq!(t.find_entry(*pc), find_branchy(&t, *pc), "{pc:#x}");
+        assert_eq!(t.find(*pc).map(|(_, e)| e), find_branchy(&t, *pc), "{pc:#x}");
+    }
+    // All three give the entry only (`find_entry` is what the walk calls).
+    type Find = fn(&OrcTable<'_>, u64) -> Option<OrcEntry>;
+    let ways: [(&str, Find); 3] = [
+        ("indexed", |t, pc| t.find_entry(pc)),
+        ("branchy_indexed", find_branchy),
+        ("binary_search", |t, pc| t.find_unindexed(pc).map(|(_, e)| e)),
+    ];
+    for (name, find) in ways {
         g.bench_function(format!("hot/{name}"), |b| {
             let mut i = 0;
             b.iter(|| {

@@ -123,7 +123,7 @@ impl CodeInfo for TableCode<'_> {
     }
 
     fn orc(&self, pc: u64) -> Option<OrcEntry> {
-        self.table.find(pc).map(|(_, e)| e)
+        self.table.find_entry(pc)
     }
 
     fn is_entry_text(&self, pc: u64) -> bool {

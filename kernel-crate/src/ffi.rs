@@ -285,7 +285,7 @@ impl Loaded for CModules {
         // SAFETY: a table placed by orcwalk_place_module_table (the callback's contract).
         let (ips, orc, index) = unsafe { table_parts(&m.table) }?;
         let table = OrcTable::from_validated_parts(ips, m.table.ip_addr, orc, index)?;
-        table.find(pc).map(|(_, e)| e)
+        table.find_entry(pc)
     }
 }
 

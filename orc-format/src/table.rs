@@ -178,17 +178,37 @@ impl<'a> OrcTable<'a> {
         Some(OrcEntry::from_bytes(raw))
     }
 
-    /// Number of entries in `[lo, hi)` whose ip <= `pc`, plus `lo`: the partition point.
-    fn partition(&self, mut lo: u32, mut hi: u32, pc: u64) -> u32 {
-        while lo < hi {
-            let mid = lo.midpoint(hi);
-            if self.ip(mid) <= pc {
-                lo = mid.saturating_add(1); // mid < hi
-            } else {
-                hi = mid;
-            }
+    /// [`Self::ip`] for the search: the slot is read checked (out of range gives `u64::MAX`), the
+    /// address arithmetic wraps, which validation proved it never does for these bytes (a table
+    /// that was not validated gets meaningless answers, as documented, never a panic).
+    #[inline(always)]
+    fn search_ip(&self, i: u32) -> u64 {
+        match read_u32(self.ips, i) {
+            Some(off) => self
+                .ip_table_addr
+                .wrapping_add(u64::from(i).wrapping_mul(IP_SIZE as u64))
+                .wrapping_add_signed(i64::from(off as i32)),
+            None => u64::MAX,
         }
-        lo
+    }
+
+    /// Number of entries in `[lo, hi)` whose ip <= `pc`, plus `lo`: the partition point, given
+    /// that the entries below `lo` are <= `pc` and those from `hi` on are above it.
+    ///
+    /// Branch-free bisection: the number of rounds depends only on `hi - lo`, and each round
+    /// picks the next base with a conditional move (`select_unpredictable`), so a lookup pays no mispredicted branch on
+    /// the ips it compares (the plain bisection mispredicted about every other round).
+    fn partition(&self, lo: u32, hi: u32, pc: u64) -> u32 {
+        let Some(mut size) = hi.checked_sub(lo).filter(|&n| n > 0) else { return lo };
+        let mut base = lo;
+        // Invariant: entries below `base` are <= pc, entries from `base + size` on are above.
+        while size > 1 {
+            let half = size / 2;
+            let mid = base.wrapping_add(half); // < base + size <= hi
+            base = core::hint::select_unpredictable(self.search_ip(mid) <= pc, mid, base);
+            size = size.wrapping_sub(half); // half < size
+        }
+        base.wrapping_add(u32::from(self.search_ip(base) <= pc)) // base < hi <= u32::MAX
     }
 
     /// The search window the index allows for `pc`, or the whole table.
@@ -214,6 +234,12 @@ impl<'a> OrcTable<'a> {
     pub fn find(&self, pc: u64) -> Option<(u64, OrcEntry)> {
         let (lo, hi) = self.window(pc);
         self.at_count(self.partition(lo, hi, pc))
+    }
+
+    /// The entry `find` returns, without its ip: what an unwinder needs, one load fewer.
+    pub fn find_entry(&self, pc: u64) -> Option<OrcEntry> {
+        let (lo, hi) = self.window(pc);
+        self.entry(self.partition(lo, hi, pc).checked_sub(1)?)
     }
 
     /// `find` without the index: plain binary search over all entries (the bench baseline).
@@ -293,6 +319,7 @@ mod tests {
                 let pc = (first - 256).wrapping_add(u64::from(p) % span);
                 let want = linear(&t, pc);
                 file.table.find(pc) == want && file.table.find_unindexed(pc) == want
+                    && file.table.find_entry(pc) == want.map(|(_, e)| e)
             }) && file.table.find(0).is_none() && file.table.find(u64::MAX) == linear(&t, u64::MAX)
         }
     }
