@@ -118,18 +118,22 @@ pub struct TableCode<'a> {
 }
 
 impl CodeInfo for TableCode<'_> {
+    #[inline]
     fn is_text(&self, pc: u64) -> bool {
         self.text_start <= pc && pc < self.text_end
     }
 
+    #[inline]
     fn orc(&self, pc: u64) -> Option<OrcEntry> {
         self.table.find_entry(pc)
     }
 
+    #[inline]
     fn is_entry_text(&self, pc: u64) -> bool {
         self.entry_start <= pc && pc < self.entry_end
     }
 
+    #[inline]
     fn rows_proven(&self) -> bool {
         self.proven
     }
@@ -141,6 +145,7 @@ impl CodeInfo for TableCode<'_> {
         self.proven
     }
 
+    #[inline]
     fn insn(&self, pc: u64) -> Option<u32> {
         self.text?.insn(pc)
     }
@@ -149,10 +154,12 @@ impl CodeInfo for TableCode<'_> {
         self.text?.function(pc)
     }
 
+    #[inline]
     fn sigreturn(&self, pc: u64) -> Option<[u32; 2]> {
         self.sigreturn.filter(|s| s.0 == pc).map(|s| s.1)
     }
 
+    #[inline]
     fn ftrace(&self, pc: u64) -> Option<FtraceFrame> {
         self.ftrace.filter(|f| f.callsite == pc).copied()
     }
