@@ -8,6 +8,9 @@
 //!   dump's region search, what the replays use. Throughput is in frames.
 //! - `kernel_blocked/*`: the same for the blocked tasks of the 7.2 PREEMPT_RT corpus
 //!   (tests/corpus/kernel/7.2-rt/blocked) against that kernel's table: what livepatch pays.
+//! - `*/orcwalk_cached/direct`: orcwalk with a caller-owned ORC lookup cache (`OrcCache`, 1,024
+//!   slots) kept across all walks and iterations (warm, like `framehop_warm`); measured apart
+//!   from the walk without it.
 //! - `livepatch/*`: verdicts for 1,000 blocked kernel-shaped synthetic tasks of 10-40 frames
 //!   under both policies, the same tasks for both. The time is per 1,000 tasks; the throughput
 //!   is in frames *walked* under that policy (a walk that stops early walks fewer).
@@ -27,7 +30,7 @@ use object::{Object, ObjectSection};
 use orc_format::TableFile;
 use orcwalk::code::TableCode;
 use orcwalk::recovery::NoRecovery;
-use orcwalk::{Config, Frame, Memory, Policy, StackList, Verdict, walk};
+use orcwalk::{CachedCode, CodeInfo, Config, Frame, Memory, OrcCache, Policy, StackList, Verdict, walk};
 use orcwalk_sim::dump::Dump;
 use orcwalk_sim::replay::{self, Mode};
 
@@ -39,6 +42,9 @@ fn user_dumps(build: &str) -> Vec<Dump> {
     let dir = root().join("tests/corpus/user").join(build);
     orcwalk_sim::dump::load_dir(&dir).expect("user corpus").into_iter().map(|(_, d)| d).collect()
 }
+
+/// Slots of the caller-owned ORC lookup cache the `orcwalk_cached` variants keep across walks.
+const CACHE_SLOTS: usize = 1024;
 
 /// Memory as a kernel reads it: the stack's words (the dump's region holding sp), one
 /// subtraction, an alignment and bounds check and a load per read; no search over regions.
@@ -70,7 +76,7 @@ impl Memory for Direct {
 }
 
 /// orcwalk's validated walk of one dump read through `mem`; the number of frames when reliable.
-fn orcwalk_frames<M: Memory>(d: &Dump, mem: &M, code: &TableCode<'_>, cfg: &Config) -> Option<usize> {
+fn orcwalk_frames<M: Memory, C: CodeInfo>(d: &Dump, mem: &M, code: &C, cfg: &Config) -> Option<usize> {
     let i = &d.info;
     let mut n = 0;
     let v = walk(i.start(), cfg, mem, &StackList { stacks: &i.stacks }, code, &NoRecovery, |_: &Frame| {
@@ -205,6 +211,11 @@ fn per_frame(c: &mut Criterion) {
     g.bench_function("orcwalk/dump", |b| {
         b.iter(|| chosen.iter().map(|(d, _)| orcwalk_frames(d, *d, &code, &cfg).unwrap_or(0)).sum::<usize>())
     });
+    g.bench_function("orcwalk_cached/direct", |b| {
+        let cache = OrcCache::<CACHE_SLOTS>::new();
+        let cached = CachedCode { code: &code, cache: &cache };
+        b.iter(|| chosen.iter().map(|(d, m)| orcwalk_frames(d, m, &cached, &cfg).unwrap_or(0)).sum::<usize>())
+    });
     g.bench_function("orcwalk_with_text/direct", |b| {
         b.iter(|| chosen.iter().map(|(d, m)| orcwalk_frames(d, m, &code_text, &cfg).unwrap_or(0)).sum::<usize>())
     });
@@ -258,6 +269,7 @@ fn kernel_blocked(c: &mut Criterion) {
         .collect();
     let frames: usize = chosen.iter().map(|(d, _)| d.info.truth.len()).sum();
     let chain: usize = chosen.iter().map(|(d, m)| fp_chain(d, m)).sum();
+    eprintln!("orcwalk_cached: {CACHE_SLOTS} slots, {} bytes", std::mem::size_of::<OrcCache<CACHE_SLOTS>>());
     eprintln!(
         "kernel_blocked: {} of {} 7.2-rt blocked tasks (orcwalk exact on these), {frames} frames; the plain chain reads {chain} records",
         chosen.len(),
@@ -272,6 +284,11 @@ fn kernel_blocked(c: &mut Criterion) {
     });
     g.bench_function("orcwalk/dump", |b| {
         b.iter(|| chosen.iter().map(|(d, _)| orcwalk_frames(d, *d, &code, &cfg).unwrap_or(0)).sum::<usize>())
+    });
+    g.bench_function("orcwalk_cached/direct", |b| {
+        let cache = OrcCache::<CACHE_SLOTS>::new();
+        let cached = CachedCode { code: &code, cache: &cache };
+        b.iter(|| chosen.iter().map(|(d, m)| orcwalk_frames(d, m, &cached, &cfg).unwrap_or(0)).sum::<usize>())
     });
     g.finish();
 }

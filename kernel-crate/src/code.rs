@@ -1,5 +1,7 @@
 //! What the walk knows about code: which addresses are text, and the ORC rule for each.
 
+use core::cell::Cell;
+
 use orc_format::{OrcEntry, OrcTable};
 
 pub trait CodeInfo {
@@ -248,5 +250,101 @@ impl<C: CodeInfo, M: crate::memory::Memory, F: FunctionBounds, L: Loaded> CodeIn
     }
     fn ftrace(&self, pc: u64) -> Option<FtraceFrame> {
         self.code.ftrace(pc)
+    }
+}
+
+/// A cache of ORC lookups owned by the caller (framehop's trick): `N` direct-mapped slots keyed
+/// by pc, each the pc and what the table answered for it. No allocation, bounded by `N`, kept
+/// across walks (a livepatch transition walks thousands of tasks with one). Valid for one set
+/// of tables: [`OrcCache::clear`] it when a table is added or removed (a module loaded or
+/// unloaded). With the same tables the walk's answers, and so its verdicts, are the same with
+/// or without it: a slot only ever repeats what the table said for exactly that pc.
+#[derive(Debug)]
+pub struct OrcCache<const N: usize> {
+    slots: [Slot; N],
+}
+
+/// A pc and the table's answer for it; `None` while empty.
+type Slot = Cell<Option<(u64, Option<OrcEntry>)>>;
+
+impl<const N: usize> Default for OrcCache<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> OrcCache<N> {
+    pub const fn new() -> Self {
+        OrcCache { slots: [const { Cell::new(None) }; N] }
+    }
+
+    /// Forgets every answer.
+    pub fn clear(&self) {
+        for s in &self.slots {
+            s.set(None);
+        }
+    }
+
+    fn slot(&self, pc: u64) -> Option<&Slot> {
+        // Instructions are 4 bytes; fold the high bits in so that pcs a cache size apart differ.
+        let h = (pc >> 2) ^ (pc >> 14) ^ (pc >> 26);
+        let i = usize::try_from(h).ok()?.checked_rem(N)?;
+        self.slots.get(i)
+    }
+}
+
+/// `code` with its ORC lookups answered from `cache` where it has them; every other answer is
+/// `code`'s. The cache's effect is measured separately (`cargo bench --bench unwind`,
+/// `orcwalk_cached`).
+#[derive(Debug)]
+pub struct CachedCode<'a, C, const N: usize> {
+    pub code: &'a C,
+    pub cache: &'a OrcCache<N>,
+}
+
+impl<C: CodeInfo, const N: usize> CodeInfo for CachedCode<'_, C, N> {
+    #[inline]
+    fn is_text(&self, pc: u64) -> bool {
+        self.code.is_text(pc)
+    }
+    #[inline]
+    fn orc(&self, pc: u64) -> Option<OrcEntry> {
+        let Some(slot) = self.cache.slot(pc) else { return self.code.orc(pc) };
+        if let Some((key, e)) = slot.get()
+            && key == pc
+        {
+            return e;
+        }
+        let e = self.code.orc(pc);
+        slot.set(Some((pc, e)));
+        e
+    }
+    #[inline]
+    fn is_entry_text(&self, pc: u64) -> bool {
+        self.code.is_entry_text(pc)
+    }
+    #[inline]
+    fn exact_pc_proven(&self, pc: u64) -> bool {
+        self.code.exact_pc_proven(pc)
+    }
+    #[inline]
+    fn rows_proven(&self) -> bool {
+        self.code.rows_proven()
+    }
+    #[inline]
+    fn insn(&self, pc: u64) -> Option<u32> {
+        self.code.insn(pc)
+    }
+    #[inline]
+    fn function(&self, pc: u64) -> Option<(u64, u64)> {
+        self.code.function(pc)
+    }
+    #[inline]
+    fn ftrace(&self, pc: u64) -> Option<FtraceFrame> {
+        self.code.ftrace(pc)
+    }
+    #[inline]
+    fn sigreturn(&self, pc: u64) -> Option<[u32; 2]> {
+        self.code.sigreturn(pc)
     }
 }

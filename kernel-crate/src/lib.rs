@@ -62,7 +62,7 @@ pub mod testkit;
 #[cfg(test)]
 mod walk_tests;
 
-pub use code::{CodeInfo, TableCode};
+pub use code::{CachedCode, CodeInfo, OrcCache, TableCode};
 pub use frame::{Frame, FrameKind};
 pub use layout::KernelLayout;
 pub use memory::Memory;
