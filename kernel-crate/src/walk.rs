@@ -108,35 +108,44 @@ struct Bounds<'s, S: Stacks> {
 impl<S: Stacks> Bounds<'_, S> {
     /// Admits an object `[addr, addr + size)`: aligned, on one allowed stack, not on a stack
     /// already left. `strict` objects (frame records, CFAs) must also lie above the floor.
+    ///
+    /// Inlined: nearly every object lies on the stack the walk is on, admitted already, and that
+    /// answer needs no search and no call; moving onto another stack is [`Bounds::enter`].
+    #[inline(always)]
     fn admit(&mut self, addr: u64, size: u64, strict: bool) -> Result<(), Reason> {
         if !addr.is_multiple_of(8) {
             return Err(Reason::Alignment);
         }
         match self.current {
-            // Nearly every object lies on the stack the walk is on, admitted already: no search.
             Some(cur) if cur.contains(addr, size) => {
                 if strict && addr <= self.floor {
                     return Err(Reason::NotIncreasing);
                 }
             }
-            current => {
-                let stack = self.stacks.find(addr, size).ok_or(Reason::OffStack)?;
-                if self.task_only && stack.kind != StackKind::Task {
-                    return Err(Reason::OffStack);
-                }
-                if let Some(cur) = current {
-                    if self.left & stack.kind.bit() != 0 || cur.kind == stack.kind {
-                        return Err(Reason::StackReentered);
-                    }
-                    self.left |= cur.kind.bit();
-                    self.floor = 0;
-                }
-                self.current = Some(stack);
-            }
+            _ => self.enter(addr, size)?,
         }
         if strict {
             self.floor = addr;
         }
+        Ok(())
+    }
+
+    /// The walk's first object, or one off the current stack: the stack that holds it becomes
+    /// the current one, if the one-way rule allows.
+    #[inline(never)]
+    fn enter(&mut self, addr: u64, size: u64) -> Result<(), Reason> {
+        let stack = self.stacks.find(addr, size).ok_or(Reason::OffStack)?;
+        if self.task_only && stack.kind != StackKind::Task {
+            return Err(Reason::OffStack);
+        }
+        if let Some(cur) = self.current {
+            if self.left & stack.kind.bit() != 0 || cur.kind == stack.kind {
+                return Err(Reason::StackReentered);
+            }
+            self.left |= cur.kind.bit();
+            self.floor = 0;
+        }
+        self.current = Some(stack);
         Ok(())
     }
 
