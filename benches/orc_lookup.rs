@@ -116,6 +116,34 @@ fn lookup(c: &mut Criterion) {
             })
         });
     }
+    // A caller-owned lookup cache (`orcwalk::code::OrcCache`, what a livepatch transition would
+    // keep across the tasks it walks) in front of the indexed lookup, for the same hot pcs.
+    {
+        use orcwalk::code::{CachedCode, CodeInfo, OrcCache, TableCode};
+        let code = TableCode {
+            table: t,
+            text_start: first,
+            text_end: last,
+            entry_start: 0,
+            entry_end: 0,
+            text: None,
+            proven: true,
+            sigreturn: None,
+            ftrace: None,
+        };
+        let cache = OrcCache::<64>::new();
+        let cached = CachedCode { code: &code, cache: &cache };
+        for pc in &hot {
+            assert_eq!(cached.orc(*pc), t.find_entry(*pc), "{pc:#x}");
+        }
+        g.bench_function("hot/indexed_with_cache", |b| {
+            let mut i = 0;
+            b.iter(|| {
+                i = (i + 1) & 7;
+                black_box(cached.orc(black_box(hot[i])))
+            })
+        });
+    }
     g.finish();
 }
 
