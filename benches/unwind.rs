@@ -23,7 +23,8 @@
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use framehop::aarch64::{CacheAarch64, UnwindRegsAarch64, UnwinderAarch64};
 use framehop::{ExplicitModuleSectionInfo, FrameAddress, Module, Unwinder};
 use object::{Object, ObjectSection};
@@ -158,6 +159,29 @@ fn framehop_frames<M: Memory>(
     }
 }
 
+/// What both stack groups measure alike: the plain chain and orcwalk (with and without the
+/// lookup cache), each through the direct reader and the dump's.
+fn chain_and_walks(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    chosen: &[(&Dump, Direct)],
+    code: &TableCode<'_>,
+    cfg: &Config,
+) {
+    g.bench_function("fp_chain/direct", |b| b.iter(|| chosen.iter().map(|(d, m)| fp_chain(d, m)).sum::<usize>()));
+    g.bench_function("fp_chain/dump", |b| b.iter(|| chosen.iter().map(|(d, _)| fp_chain(d, *d)).sum::<usize>()));
+    g.bench_function("orcwalk/direct", |b| {
+        b.iter(|| chosen.iter().map(|(d, m)| orcwalk_frames(d, m, code, cfg).unwrap_or(0)).sum::<usize>())
+    });
+    g.bench_function("orcwalk/dump", |b| {
+        b.iter(|| chosen.iter().map(|(d, _)| orcwalk_frames(d, *d, code, cfg).unwrap_or(0)).sum::<usize>())
+    });
+    g.bench_function("orcwalk_cached/direct", |b| {
+        let cache = OrcCache::<CACHE_SLOTS>::new();
+        let cached = CachedCode { code, cache: &cache };
+        b.iter(|| chosen.iter().map(|(d, m)| orcwalk_frames(d, m, &cached, cfg).unwrap_or(0)).sum::<usize>())
+    });
+}
+
 fn per_frame(c: &mut Criterion) {
     let build = "gcc-O2";
     let dumps = user_dumps(build);
@@ -203,19 +227,7 @@ fn per_frame(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("per_frame");
     g.throughput(Throughput::Elements(frames as u64));
-    g.bench_function("fp_chain/direct", |b| b.iter(|| chosen.iter().map(|(d, m)| fp_chain(d, m)).sum::<usize>()));
-    g.bench_function("fp_chain/dump", |b| b.iter(|| chosen.iter().map(|(d, _)| fp_chain(d, *d)).sum::<usize>()));
-    g.bench_function("orcwalk/direct", |b| {
-        b.iter(|| chosen.iter().map(|(d, m)| orcwalk_frames(d, m, &code, &cfg).unwrap_or(0)).sum::<usize>())
-    });
-    g.bench_function("orcwalk/dump", |b| {
-        b.iter(|| chosen.iter().map(|(d, _)| orcwalk_frames(d, *d, &code, &cfg).unwrap_or(0)).sum::<usize>())
-    });
-    g.bench_function("orcwalk_cached/direct", |b| {
-        let cache = OrcCache::<CACHE_SLOTS>::new();
-        let cached = CachedCode { code: &code, cache: &cache };
-        b.iter(|| chosen.iter().map(|(d, m)| orcwalk_frames(d, m, &cached, &cfg).unwrap_or(0)).sum::<usize>())
-    });
+    chain_and_walks(&mut g, &chosen, &code, &cfg);
     g.bench_function("orcwalk_with_text/direct", |b| {
         b.iter(|| chosen.iter().map(|(d, m)| orcwalk_frames(d, m, &code_text, &cfg).unwrap_or(0)).sum::<usize>())
     });
@@ -277,19 +289,7 @@ fn kernel_blocked(c: &mut Criterion) {
     );
     let mut g = c.benchmark_group("kernel_blocked");
     g.throughput(Throughput::Elements(frames as u64));
-    g.bench_function("fp_chain/direct", |b| b.iter(|| chosen.iter().map(|(d, m)| fp_chain(d, m)).sum::<usize>()));
-    g.bench_function("fp_chain/dump", |b| b.iter(|| chosen.iter().map(|(d, _)| fp_chain(d, *d)).sum::<usize>()));
-    g.bench_function("orcwalk/direct", |b| {
-        b.iter(|| chosen.iter().map(|(d, m)| orcwalk_frames(d, m, &code, &cfg).unwrap_or(0)).sum::<usize>())
-    });
-    g.bench_function("orcwalk/dump", |b| {
-        b.iter(|| chosen.iter().map(|(d, _)| orcwalk_frames(d, *d, &code, &cfg).unwrap_or(0)).sum::<usize>())
-    });
-    g.bench_function("orcwalk_cached/direct", |b| {
-        let cache = OrcCache::<CACHE_SLOTS>::new();
-        let cached = CachedCode { code: &code, cache: &cache };
-        b.iter(|| chosen.iter().map(|(d, m)| orcwalk_frames(d, m, &cached, &cfg).unwrap_or(0)).sum::<usize>())
-    });
+    chain_and_walks(&mut g, &chosen, &code, &cfg);
     g.finish();
 }
 
