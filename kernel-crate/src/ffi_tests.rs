@@ -387,9 +387,10 @@ fn ftrace_caller_is_crossed_through_its_regs() {
 /// `MODULE_TEXT`, its table placed by `orcwalk_place_module_table`.
 const MODULE_TEXT: u64 = 0xffff_8000_7a01_0000;
 
-fn module_table_bytes(proven: bool) -> Vec<u8> {
+/// B's table as its `.ko` carries it: a `frame`-byte frame after its first instruction.
+fn module_table_bytes(frame: i16, proven: bool) -> Vec<u8> {
     use orc_format::module::{SectionRows, write};
-    let rows = std::vec![(0, ENTRY), (4, framed(48)), (0x48, OrcEntry::UNDEFINED)];
+    let rows = std::vec![(0, ENTRY), (4, framed(frame)), (0x48, OrcEntry::UNDEFINED)];
     write(&[SectionRows { name: ".text", size: 0x80, rows }], proven).unwrap()
 }
 
@@ -403,52 +404,60 @@ extern "C" fn section_at(_ctx: *mut c_void, name: *const u8, len: u32, size: u64
     true
 }
 
-std::thread_local! {
-    static MODULE: core::cell::Cell<Option<OrcwalkModuleText>> = const { core::cell::Cell::new(None) };
+/// A placed module table and the buffers it lives in.
+struct PlacedModule {
+    table: OrcwalkTable,
+    _ip: Vec<u8>,
+    _orc: Vec<u8>,
+}
+
+/// `orcwalk_place_module_table` into buffers of `capacity` entries: its return code and the table.
+fn place(bytes: &[u8], section: SectionFn, capacity: u32) -> (i32, PlacedModule) {
+    let (mut ip, mut orc) = (std::vec![0u8; 4 * capacity as usize], std::vec![0u8; 8 * capacity as usize]);
+    let mut table = sections().table();
+    let rc = unsafe {
+        orcwalk_place_module_table(
+            bytes.as_ptr(),
+            bytes.len() as u64,
+            section,
+            core::ptr::null_mut(),
+            ip.as_mut_ptr(),
+            orc.as_mut_ptr(),
+            capacity,
+            &mut table,
+        )
+    };
+    (rc, PlacedModule { table, _ip: ip, _orc: orc })
 }
 
 std::thread_local! {
-    static MODULE_PTR: core::cell::Cell<OrcwalkModuleText> = const { core::cell::Cell::new(OrcwalkModuleText {
+    /// What `module_at` answers; `text_end` 0: no module.
+    static MODULE: core::cell::Cell<OrcwalkModuleText> = const { core::cell::Cell::new(OrcwalkModuleText {
         table: OrcwalkTable { ip: core::ptr::null(), orc: core::ptr::null(), num_entries: 0, lookup_blocks: 0,
             lookup: core::ptr::null(), lookup_base: 0, ip_addr: 0 },
         text_start: 0, text_end: 0 }) };
 }
 
+fn set_module(table: OrcwalkTable, text_start: u64, text_end: u64) {
+    MODULE.with(|m| m.set(OrcwalkModuleText { table, text_start, text_end }));
+}
+
 /// Gives the module set in `MODULE` for any pc: holding the answer to the pc is the walk's check.
 extern "C" fn module_at(_ctx: *mut c_void, _pc: u64) -> *const OrcwalkModuleText {
-    match MODULE.with(|m| m.get()) {
-        Some(m) => MODULE_PTR.with(|p| {
-            p.set(m);
-            p.as_ptr().cast_const()
-        }),
-        None => core::ptr::null(),
-    }
+    MODULE.with(|m| if m.get().text_end == 0 { core::ptr::null() } else { m.as_ptr().cast_const() })
 }
 
 #[test]
 fn module_code_is_walked_with_its_own_table() {
     let s = sections();
-    let bytes = module_table_bytes(true);
+    let bytes = module_table_bytes(48, true);
     let mut n = 0u32;
     assert_eq!(unsafe { orcwalk_module_table_entries(bytes.as_ptr(), bytes.len() as u64, &mut n) }, 0);
     assert_eq!(n, 3);
-    let (mut ip, mut orc) = (std::vec![0u8; 4 * n as usize], std::vec![0u8; 8 * n as usize]);
-    let mut placed = s.table();
-    let rc = unsafe {
-        orcwalk_place_module_table(
-            bytes.as_ptr(),
-            bytes.len() as u64,
-            section_at,
-            core::ptr::null_mut(),
-            ip.as_mut_ptr(),
-            orc.as_mut_ptr(),
-            n,
-            &mut placed,
-        )
-    };
+    let (rc, placed) = place(&bytes, section_at, n);
     assert_eq!(rc, 0);
-    assert_eq!((placed.num_entries, placed.ip_addr), (3, MODULE_TEXT));
-    assert_eq!(unsafe { orcwalk_validate_table(&placed) }, 0);
+    assert_eq!((placed.table.num_entries, placed.table.ip_addr), (3, MODULE_TEXT));
+    assert_eq!(unsafe { orcwalk_validate_table(&placed.table) }, 0);
 
     // entry asm -> A (image) -> B (module, 48-byte frame), B stopped at its call site.
     let (mem, b_rec) = a_calls_b(&s);
@@ -467,91 +476,40 @@ fn module_code_is_walked_with_its_own_table() {
     assert_eq!((rc, reason), (-22, Reason::UnknownText as u32 + 1));
 
     ctx.module = Some(module_at);
-    MODULE.with(|m| {
-        m.set(Some(OrcwalkModuleText { table: placed, text_start: MODULE_TEXT, text_end: MODULE_TEXT + 0x80 }))
-    });
+    set_module(placed.table, MODULE_TEXT, MODULE_TEXT + 0x80);
     let (rc, reason, frames) = walk(&ctx);
     assert_eq!((rc, reason), (0, 0));
     assert_eq!(frames, [pc, s.text + 0x120, s.text + 0x8010]);
 
     // The module's table does not describe B's frame as 32 bytes: B's record is not where
     // its row says, so the walk refuses.
-    let wrong = std::vec![(0, ENTRY), (4, framed(32)), (0x48, OrcEntry::UNDEFINED)];
-    let bytes =
-        orc_format::module::write(&[orc_format::module::SectionRows { name: ".text", size: 0x80, rows: wrong }], true)
-            .unwrap();
-    let mut placed_wrong = placed;
-    let (mut ip2, mut orc2) = (std::vec![0u8; 12], std::vec![0u8; 24]);
-    let rc = unsafe {
-        orcwalk_place_module_table(
-            bytes.as_ptr(),
-            bytes.len() as u64,
-            section_at,
-            core::ptr::null_mut(),
-            ip2.as_mut_ptr(),
-            orc2.as_mut_ptr(),
-            3,
-            &mut placed_wrong,
-        )
-    };
+    let (rc, wrong) = place(&module_table_bytes(32, true), section_at, 3);
     assert_eq!(rc, 0);
-    MODULE.with(|m| {
-        m.set(Some(OrcwalkModuleText { table: placed_wrong, text_start: MODULE_TEXT, text_end: MODULE_TEXT + 0x80 }))
-    });
+    set_module(wrong.table, MODULE_TEXT, MODULE_TEXT + 0x80);
     let (rc, _, _) = walk(&ctx);
     assert_eq!(rc, -22);
 
     // A range that does not hold the pc is no answer.
-    MODULE.with(|m| {
-        m.set(Some(OrcwalkModuleText { table: placed, text_start: MODULE_TEXT + 0x40, text_end: MODULE_TEXT + 0x80 }))
-    });
+    set_module(placed.table, MODULE_TEXT + 0x40, MODULE_TEXT + 0x80);
     let (rc, reason, _) = walk(&ctx);
     assert_eq!((rc, reason), (-22, Reason::UnknownText as u32 + 1));
-    MODULE.with(|m| m.set(None));
+    set_module(placed.table, 0, 0);
 }
 
 #[test]
 fn module_tables_are_refused_unless_well_formed_and_proven() {
     let mut n = 0u32;
-    let unproven = module_table_bytes(false);
+    let unproven = module_table_bytes(48, false);
     assert_eq!(unsafe { orcwalk_module_table_entries(unproven.as_ptr(), unproven.len() as u64, &mut n) }, -22);
-    let good = module_table_bytes(true);
+    let good = module_table_bytes(48, true);
     let mut bad = good.clone();
     bad[0] = b'X';
     assert_eq!(unsafe { orcwalk_module_table_entries(bad.as_ptr(), bad.len() as u64, &mut n) }, -8);
     assert_eq!(unsafe { orcwalk_module_table_entries(good.as_ptr(), good.len() as u64 - 1, &mut n) }, -22);
-    let s = sections();
-    let mut out = s.table();
-    let (mut ip, mut orc) = (std::vec![0u8; 8], std::vec![0u8; 16]);
     // Room for 2 entries of 3.
-    let rc = unsafe {
-        orcwalk_place_module_table(
-            good.as_ptr(),
-            good.len() as u64,
-            section_at,
-            core::ptr::null_mut(),
-            ip.as_mut_ptr(),
-            orc.as_mut_ptr(),
-            2,
-            &mut out,
-        )
-    };
-    assert_eq!(rc, -22);
+    assert_eq!(place(&good, section_at, 2).0, -22);
     extern "C" fn nowhere(_: *mut c_void, _: *const u8, _: u32, _: u64, _: *mut u64) -> bool {
         false
     }
-    let (mut ip, mut orc) = (std::vec![0u8; 12], std::vec![0u8; 24]);
-    let rc = unsafe {
-        orcwalk_place_module_table(
-            good.as_ptr(),
-            good.len() as u64,
-            nowhere,
-            core::ptr::null_mut(),
-            ip.as_mut_ptr(),
-            orc.as_mut_ptr(),
-            3,
-            &mut out,
-        )
-    };
-    assert_eq!(rc, -22, "no section loaded: no table");
+    assert_eq!(place(&good, nowhere, 3).0, -22, "no section loaded: no table");
 }
