@@ -43,34 +43,49 @@ enum PolicyArg {
     Mainline,
 }
 
+/// How `replay` and `show` walk a dump: which table, which image and lines, which policy.
+#[derive(clap::Args)]
+struct WalkArgs {
+    /// ORC table file to use instead of the one each dump names.
+    #[arg(long, conflicts_with = "elf")]
+    table: Option<PathBuf>,
+    /// Build the ORC table from this aarch64 ELF's CFI instead, and symbolize frames with it.
+    #[arg(long)]
+    elf: Option<PathBuf>,
+    /// A kernel's debug vmlinux, for source lines beside the frames (-v, show, --json); refused
+    /// for a dump whose image id is not its build-id.
+    #[arg(long, value_name = "PATH")]
+    vmlinux: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "orcwalk")]
+    policy: PolicyArg,
+    /// Two witnesses for every frame: refuse a CFA on x29 and a caller without a frame
+    /// record, which the default accepts from proven rows with one witness (DESIGN §7).
+    #[arg(long)]
+    strict: bool,
+}
+
+impl WalkArgs {
+    fn options(self, count_strict: bool) -> Options {
+        let WalkArgs { table, elf, vmlinux, policy, strict } = self;
+        let policy = if policy == PolicyArg::Mainline { Policy::Mainline } else { Policy::Orcwalk };
+        Options { table, elf, policy, mode: Mode { strict }, count_strict, vmlinux }
+    }
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Replay dumps (files or directories, recursively; default: the shipped corpus) and print
     /// per-dump verdicts and a summary for both policies.
     Replay {
         paths: Vec<PathBuf>,
-        /// ORC table file to use instead of the one each dump names.
-        #[arg(long, conflicts_with = "elf")]
-        table: Option<PathBuf>,
-        /// Build the ORC table from this aarch64 ELF's CFI instead, and symbolize frames with it.
-        #[arg(long)]
-        elf: Option<PathBuf>,
-        /// A kernel's debug vmlinux, for source lines beside the frames (-v, --json); refused
-        /// for a dump whose image id is not its build-id.
-        #[arg(long, value_name = "PATH")]
-        vmlinux: Option<PathBuf>,
-        #[arg(long, value_enum, default_value = "orcwalk")]
-        policy: PolicyArg,
+        #[command(flatten)]
+        walk: WalkArgs,
         /// The same report as one JSON document: every dump, then the totals (docs/json.md).
         #[arg(long)]
         json: bool,
         /// Print every frame.
         #[arg(long, short)]
         verbose: bool,
-        /// Two witnesses for every frame: refuse a CFA on x29 and a caller without a frame
-        /// record, which the default accepts from proven rows with one witness (DESIGN §7).
-        #[arg(long)]
-        strict: bool,
         /// Only the results table, in markdown: per directory, orcwalk by default and strict and
         /// mainline's rule (the README's table is this output).
         #[arg(long, conflicts_with_all = ["json", "verbose", "strict"])]
@@ -80,18 +95,8 @@ enum Cmd {
     /// note names, beside it, unless --table or --elf says otherwise).
     Show {
         dump: PathBuf,
-        #[arg(long, conflicts_with = "elf")]
-        table: Option<PathBuf>,
-        #[arg(long)]
-        elf: Option<PathBuf>,
-        /// A kernel's debug vmlinux, for source lines beside the frames; refused when its
-        /// build-id is not the dump's image id.
-        #[arg(long, value_name = "PATH")]
-        vmlinux: Option<PathBuf>,
-        #[arg(long, value_enum, default_value = "orcwalk")]
-        policy: PolicyArg,
-        #[arg(long)]
-        strict: bool,
+        #[command(flatten)]
+        walk: WalkArgs,
         /// The same report as one JSON document (docs/json.md).
         #[arg(long)]
         json: bool,
@@ -238,7 +243,7 @@ fn capture_bar(count: u32, what: &str) -> ProgressBar {
 
 fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.cmd {
-        Cmd::Replay { paths, table, elf, vmlinux, policy, json, verbose, strict, markdown } => {
+        Cmd::Replay { paths, walk, json, verbose, markdown } => {
             let paths = if paths.is_empty() { vec![default_corpus()] } else { paths };
             let mut files = Vec::new();
             for p in &paths {
@@ -247,9 +252,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             if files.is_empty() {
                 return Err("no dumps found".into());
             }
-            let policy = if policy == PolicyArg::Mainline { Policy::Mainline } else { Policy::Orcwalk };
-            let opts = Options { table, elf, policy, mode: Mode { strict }, count_strict: markdown, vmlinux };
-            let mut replayer = Replayer::new(opts)?;
+            let mut replayer = Replayer::new(walk.options(markdown))?;
             // Short runs go without a bar.
             let bar =
                 if files.len() >= 50 { progress_bar(files.len() as u64, "replay") } else { ProgressBar::hidden() };
@@ -286,10 +289,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             std::fs::write(&out, needed.to_text()).map_err(|e| format!("{}: {e}", out.display()))?;
             println!("{}: {} of {} functions, for {} dumps", out.display(), needed.len(), all.len(), dumps.len());
         }
-        Cmd::Show { dump, table, elf, vmlinux, policy, strict, json, svg } => {
-            let policy = if policy == PolicyArg::Mainline { Policy::Mainline } else { Policy::Orcwalk };
-            let opts = Options { table, elf, policy, mode: Mode { strict }, count_strict: false, vmlinux };
-            let report = show(&dump, opts)?;
+        Cmd::Show { dump, walk, json, svg } => {
+            let report = show(&dump, walk.options(false))?;
             if let Some(out) = &svg {
                 let picture = orcwalk_sim::svg::render(&report).map_err(|e| format!("{}: {e}", dump.display()))?;
                 std::fs::write(out, picture).map_err(|e| format!("{}: {e}", out.display()))?;
