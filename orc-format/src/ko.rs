@@ -70,9 +70,9 @@ pub fn table_from_linked(linked: &ElfImage<'_>, sections: &[(String, u64)]) -> R
     let mut rows: Vec<SectionRows<'_>> =
         sections.iter().map(|(name, size)| SectionRows { name, size: *size, rows: Vec::new() }).collect();
     for (&ip, &e) in g.ips.iter().zip(&g.entries) {
-        let k = ip.checked_sub(BASE).map(|o| o / STRIDE).and_then(|k| usize::try_from(k).ok());
-        let off = ip.wrapping_sub(BASE).checked_rem(STRIDE);
-        match (k.and_then(|k| rows.get_mut(k)), off) {
+        let rel = ip.checked_sub(BASE);
+        let section = rel.and_then(|r| usize::try_from(r / STRIDE).ok()).and_then(|k| rows.get_mut(k));
+        match (section, rel.map(|r| r % STRIDE)) {
             (Some(s), Some(off)) if off <= s.size => s.rows.push((off as u32, e)),
             // A terminator the generator put after a section's end.
             _ if e.is_undefined() => {}
