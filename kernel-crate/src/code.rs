@@ -264,8 +264,17 @@ pub struct OrcCache<const N: usize> {
     slots: [Slot; N],
 }
 
-/// A pc and the table's answer for it; `None` while empty.
-type Slot = Cell<Option<(u64, Option<OrcEntry>)>>;
+/// A pc and the table's answer for it, in one 16-byte cell: a hit is one load and a compare.
+/// `[EMPTY, _]` while empty; the answer is the entry's 8 bytes, or [`NO_ENTRY`] for "none".
+type Slot = Cell<[u64; 2]>;
+
+/// The key of an empty slot: no lookup is cached under it (that pc goes to the table).
+const EMPTY: u64 = u64::MAX;
+
+/// The answer "no entry": an UNDEFINED-register entry of reserved type 7, which a validated
+/// table never holds. An entry whose bytes are exactly these is not cached (the cache would
+/// give `None` back for it), so an unvalidated table is answered as without the cache too.
+const NO_ENTRY: u64 = u64::MAX;
 
 impl<const N: usize> Default for OrcCache<N> {
     fn default() -> Self {
@@ -274,22 +283,47 @@ impl<const N: usize> Default for OrcCache<N> {
 }
 
 impl<const N: usize> OrcCache<N> {
+    /// A power of two, so that a slot is picked with a mask.
+    const SLOTS: () = assert!(N.is_power_of_two(), "OrcCache<N>: N must be a power of two");
+
     pub const fn new() -> Self {
-        OrcCache { slots: [const { Cell::new(None) }; N] }
+        let () = Self::SLOTS;
+        OrcCache { slots: [const { Cell::new([EMPTY, 0]) }; N] }
     }
 
     /// Forgets every answer.
     pub fn clear(&self) {
         for s in &self.slots {
-            s.set(None);
+            s.set([EMPTY, 0]);
         }
     }
 
+    #[inline(always)]
     fn slot(&self, pc: u64) -> Option<&Slot> {
-        // Instructions are 4 bytes; fold the high bits in so that pcs a cache size apart differ.
-        let h = (pc >> 2) ^ (pc >> 14) ^ (pc >> 26);
-        let i = usize::try_from(h).ok()?.checked_rem(N)?;
-        self.slots.get(i)
+        // Instructions are 4 bytes; fold higher bits in so that pcs a cache size apart differ.
+        let h = (pc >> 2) ^ (pc >> 13);
+        self.slots.get((h as usize) & N.wrapping_sub(1))
+    }
+
+    /// The cached answer for `pc`, if there is one.
+    #[inline(always)]
+    fn get(&self, pc: u64) -> Option<Option<OrcEntry>> {
+        let [key, value] = self.slot(pc)?.get();
+        if key != pc || pc == EMPTY {
+            return None;
+        }
+        Some((value != NO_ENTRY).then(|| OrcEntry::from_bytes(value.to_le_bytes())))
+    }
+
+    #[inline(always)]
+    fn put(&self, pc: u64, e: Option<OrcEntry>) {
+        let value = e.map_or(NO_ENTRY, |e| u64::from_le_bytes(e.to_bytes()));
+        if let Some(slot) = self.slot(pc)
+            && pc != EMPTY
+            && (e.is_none() || value != NO_ENTRY)
+        {
+            slot.set([pc, value]);
+        }
     }
 }
 
@@ -309,14 +343,11 @@ impl<C: CodeInfo, const N: usize> CodeInfo for CachedCode<'_, C, N> {
     }
     #[inline]
     fn orc(&self, pc: u64) -> Option<OrcEntry> {
-        let Some(slot) = self.cache.slot(pc) else { return self.code.orc(pc) };
-        if let Some((key, e)) = slot.get()
-            && key == pc
-        {
+        if let Some(e) = self.cache.get(pc) {
             return e;
         }
         let e = self.code.orc(pc);
-        slot.set(Some((pc, e)));
+        self.cache.put(pc, e);
         e
     }
     #[inline]
@@ -346,5 +377,71 @@ impl<C: CodeInfo, const N: usize> CodeInfo for CachedCode<'_, C, N> {
     #[inline]
     fn sigreturn(&self, pc: u64) -> Option<[u32; 2]> {
         self.code.sigreturn(pc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::cell::Cell;
+
+    /// Answers `entry` for every pc and counts the lookups that reach it.
+    struct Fixed {
+        entry: Option<OrcEntry>,
+        lookups: Cell<u32>,
+    }
+
+    impl CodeInfo for Fixed {
+        fn is_text(&self, _pc: u64) -> bool {
+            true
+        }
+        fn orc(&self, _pc: u64) -> Option<OrcEntry> {
+            self.lookups.set(self.lookups.get() + 1);
+            self.entry
+        }
+    }
+
+    fn twice<const N: usize>(code: &Fixed, cache: &OrcCache<N>, pc: u64) -> [Option<OrcEntry>; 2] {
+        let cached = CachedCode { code, cache };
+        [cached.orc(pc), cached.orc(pc)]
+    }
+
+    #[test]
+    fn the_cache_repeats_every_answer_exactly() {
+        let row = OrcEntry::from_bytes([1, 0, 2, 0, 3, 0, 0x11, 0x21]);
+        // The entry whose bytes spell "no entry" in a slot (reserved type 7: only an unvalidated
+        // table holds it) must come back as itself, never as `None`.
+        let no_entry_bytes = OrcEntry::from_bytes(u64::MAX.to_le_bytes());
+        for entry in [Some(row), None, Some(OrcEntry::UNDEFINED), Some(no_entry_bytes)] {
+            let code = Fixed { entry, lookups: Cell::new(0) };
+            let cache = OrcCache::<4>::new();
+            assert_eq!(twice(&code, &cache, 0x1000), [entry; 2]);
+            let expected_lookups = if entry == Some(no_entry_bytes) { 2 } else { 1 };
+            assert_eq!(code.lookups.get(), expected_lookups, "{entry:?}: second answer from the cache");
+        }
+    }
+
+    #[test]
+    fn an_empty_slot_answers_no_pc() {
+        // An empty slot's key is u64::MAX: that pc always goes to the table.
+        let code = Fixed { entry: None, lookups: Cell::new(0) };
+        let cache = OrcCache::<4>::new();
+        assert_eq!(twice(&code, &cache, u64::MAX), [None; 2]);
+        assert_eq!(code.lookups.get(), 2);
+    }
+
+    #[test]
+    fn colliding_pcs_and_clear_go_back_to_the_table() {
+        let row = OrcEntry::from_bytes([1, 0, 2, 0, 3, 0, 0x11, 0x21]);
+        let code = Fixed { entry: Some(row), lookups: Cell::new(0) };
+        let cache = OrcCache::<1>::new();
+        let cached = CachedCode { code: &code, cache: &cache };
+        for pc in [0x1000, 0x2000, 0x1000] {
+            assert_eq!(cached.orc(pc), Some(row));
+        }
+        assert_eq!(code.lookups.get(), 3, "one slot: each pc evicted the other");
+        cache.clear();
+        assert_eq!(cached.orc(0x1000), Some(row));
+        assert_eq!(code.lookups.get(), 4);
     }
 }
