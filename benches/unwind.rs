@@ -195,7 +195,8 @@ fn per_frame(c: &mut Criterion) {
         &std::fs::read(root().join("tests/fixtures/user/workload-gcc-O2")).expect("program"),
     )
     .expect("text");
-    let code_text = TableCode { text: Some(text.view()), ..code };
+    let view = text.view();
+    let code_text = TableCode { text: Some(&view), ..code };
     let unwinder = framehop_unwinder(&root().join("tests/fixtures/user/workload-gcc-O2"));
     // The stacks every unwinder gets exactly right, through both readers: same work for all.
     let mut cache = CacheAarch64::new();

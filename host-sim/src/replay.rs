@@ -80,7 +80,7 @@ pub fn config(i: &SampleInfo, policy: Policy, mode: Mode) -> Config {
 }
 
 /// The sample's text and entry-text ranges with `table` (and whether its rows are proven).
-pub fn code<'a>(i: &SampleInfo, table: TableFile<'a>) -> TableCode<'a> {
+pub fn code<'a>(i: &'a SampleInfo, table: TableFile<'a>) -> TableCode<'a> {
     TableCode {
         table: table.table,
         text_start: i.text.0,
@@ -89,7 +89,7 @@ pub fn code<'a>(i: &SampleInfo, table: TableFile<'a>) -> TableCode<'a> {
         entry_end: i.entry.1,
         text: None,
         proven: table.proven(),
-        sigreturn: i.sigreturn,
+        sigreturn: i.sigreturn.as_ref(),
         ftrace: None,
     }
 }
@@ -147,7 +147,7 @@ pub fn replay_text(
     mode: Mode,
 ) -> Outcome {
     let i = &dump.info;
-    let (cfg, code) = (config(i, policy, mode), TableCode { text, ..code(i, table) });
+    let (cfg, code) = (config(i, policy, mode), TableCode { text: text.as_ref(), ..code(i, table) });
     let start = i.start();
     let (mut frames, mut fps, mut witnesses) = (Vec::new(), Vec::new(), Vec::new());
     let verdict =

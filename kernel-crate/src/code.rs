@@ -110,12 +110,14 @@ pub struct TableCode<'a> {
     pub entry_start: u64,
     pub entry_end: u64,
     /// The image's text, where the walker can see it (the simulator with the image at hand).
-    pub text: Option<Text<'a>>,
+    /// By reference, as the two below: a kernel's walk holds this struct in its frame, and the
+    /// fields it never uses cost it stack (scripts/check-kernel-crate).
+    pub text: Option<&'a Text<'a>>,
     /// The table's rows were proven along control flow (`TableFile::proven`).
     pub proven: bool,
     /// The signal-return trampoline's address and first two instruction words (user programs).
-    pub sigreturn: Option<(u64, [u32; 2])>,
-    /// ftrace's trampoline frame (kernels with ftrace), by reference: the kernel's stack budget.
+    pub sigreturn: Option<&'a (u64, [u32; 2])>,
+    /// ftrace's trampoline frame (kernels with ftrace).
     pub ftrace: Option<&'a FtraceFrame>,
 }
 
