@@ -182,7 +182,26 @@ fn offset(base: u64, off: i16) -> Result<u64, Reason> {
 /// What the step from one frame produced.
 enum Step {
     Next(Cursor, FrameKind, Witness),
+    /// As `Next`, with the cursor already moved to the caller in place: nearly every frame's
+    /// step, which then writes the cursor once instead of building it to be copied.
+    Moved(FrameKind, Witness),
     End,
+}
+
+/// The common row's type and registers (`CALL sp:sp fp:prevsp ra:prevsp`), offsets and the
+/// signal bit aside.
+const COMMON_ROW: u16 = OrcEntry::new(Kind::Call, Reg::Sp, 0, Reg::PrevSp, 0, Reg::PrevSp, 0, false).raw_bits();
+const SIGNAL_BIT: u16 =
+    OrcEntry::new(Kind::Undefined, Reg::Undefined, 0, Reg::Undefined, 0, Reg::Undefined, 0, true).raw_bits();
+
+#[cfg(test)]
+extern crate std;
+#[cfg(test)]
+std::thread_local! {
+    /// Set by tests that hold [`Walker::common_row`] to the general step's answers.
+    pub(crate) static NO_COMMON_ROW: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+    /// Steps [`Walker::common_row`] took, so that those tests know it was exercised.
+    pub(crate) static COMMON_ROW_STEPS: core::cell::Cell<u64> = const { core::cell::Cell::new(0) };
 }
 
 /// What [`Walker::meta`] found at fp: the final record, or an exception boundary to cross.
@@ -433,13 +452,15 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
         Ok(Step::Next(Cursor { pc, sp, fp, lr: Some(ra), exact: true }, FrameKind::Exception, Witness::Two))
     }
 
-    /// The ORC entry for the current frame, or why it cannot be used.
-    fn entry(&self, cur: &Cursor) -> Result<Option<OrcEntry>, Reason> {
+    /// The ORC entry for the current frame (`row`, the table's), or why it cannot be used.
+    fn entry(&self, cur: &Cursor, row: Option<OrcEntry>) -> Result<Option<OrcEntry>, Reason> {
         if cur.exact && !self.code.exact_pc_proven(cur.pc) {
             return Err(Reason::SyncOnlyCfi);
         }
-        let at = if cur.exact { cur.pc } else { cur.pc.checked_sub(4).ok_or(Reason::UnknownText)? };
-        let e = self.code.orc(at).ok_or(Reason::MissingOrc)?;
+        if !cur.exact && cur.pc < 4 {
+            return Err(Reason::UnknownText);
+        }
+        let e = row.ok_or(Reason::MissingOrc)?;
         match e.kind() {
             Some(Kind::Call) => Ok(Some(e)),
             Some(Kind::EndOfStack) if self.cfg.end == EndRule::OrcEndOfStack => Ok(None),
@@ -449,7 +470,14 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
     }
 
     /// One step under the orcwalk policy.
-    fn step_orc(&mut self, cur: &Cursor) -> Result<Step, Reason> {
+    fn step_orc(&mut self, cur: &mut Cursor) -> Result<Step, Reason> {
+        // One lookup for both paths: a return address is looked up at pc − 4 (the call), an
+        // interrupted pc exactly.
+        let at = if cur.exact { Some(cur.pc) } else { cur.pc.checked_sub(4) };
+        let row = at.and_then(|at| self.code.orc(at));
+        if let Some((cfa, fp, raw_ra, exact)) = self.common_row(cur, row) {
+            return self.to_caller(cur, cfa, fp, raw_ra, FrameKind::Return, Witness::Two, exact);
+        }
         if let Some(insns) = self.code.sigreturn(cur.pc).filter(|_| !cur.exact) {
             return self.sigframe(cur, insns);
         }
@@ -465,7 +493,7 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
         if self.cfg.end == EndRule::FinalRecord && !cur.exact {
             self.bounds.check(cur.fp, 16)?;
         }
-        let e = match self.entry(cur) {
+        let e = match self.entry(cur, row) {
             Ok(e) => e,
             Err(why @ (Reason::MissingOrc | Reason::OrcUndefined)) => {
                 return match self.meta(cur)? {
@@ -555,12 +583,69 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
         };
         // The caller's sp must still be on an allowed stack (it may equal the stack's top).
         self.bounds.admit(cfa, 0, false)?;
-        if self.cfg.end == EndRule::FinalRecord && prev_fp == 0 && raw_ra == 0 {
+        self.to_caller(cur, cfa, prev_fp, raw_ra, kind, witness, e.signal())
+    }
+
+    /// The step for the row nearly every call site has, `CALL sp:sp+N fp:prevsp-M ra:prevsp-K`,
+    /// with everything it reads on the stack the walk is on: the checks the general step makes
+    /// for that row, in registers, without its searches and decoding. `None` when any of them
+    /// does not hold as the common case has it, and the general step then decides (the same
+    /// answer, or its reason): this path only says yes where that one does, which `walk_tests`
+    /// holds it to on corrupted stacks. The caller's sp, x29 and raw return address, and
+    /// whether the row says it was interrupted.
+    #[inline(always)]
+    fn common_row(&mut self, cur: &Cursor, row: Option<OrcEntry>) -> Option<(u64, u64, u64, bool)> {
+        #[cfg(test)]
+        if NO_COMMON_ROW.with(core::cell::Cell::get) {
+            return None;
+        }
+        let stack = self.bounds.current?;
+        let e = row?;
+        if cur.exact
+            || e.raw_bits() & !SIGNAL_BIT != COMMON_ROW
+            || self.code.sigreturn(cur.pc).is_some()
+            || self.code.ftrace(cur.pc).is_some()
+        {
+            return None;
+        }
+        let cfa = cur.sp.checked_add_signed(i64::from(e.sp_offset))?;
+        let record = cfa.checked_add_signed(i64::from(e.fp_offset))?;
+        let ra_at = cfa.checked_add_signed(i64::from(e.ra_offset))?;
+        // x29 is the record ORC names, which lies with the return address slot and the CFA
+        // (8-aligned, above the callee's sp and the floor) on this stack.
+        let aligned = (cur.fp | ra_at | cfa) & 7 == 0;
+        let on_stack = stack.contains(cur.fp, 16) && stack.contains(ra_at, 8) && stack.contains(cfa, 0);
+        if cur.fp != record || !aligned || !on_stack || cfa <= cur.sp || record <= self.bounds.floor {
+            return None;
+        }
+        let fp = self.mem.read_u64(record)?;
+        let raw_ra = self.mem.read_u64(ra_at)?;
+        self.bounds.floor = record;
+        #[cfg(test)]
+        COMMON_ROW_STEPS.with(|n| n.set(n.get() + 1));
+        Some((cfa, fp, raw_ra, e.signal()))
+    }
+
+    /// Moves `cur` to its caller (sp `cfa`, x29 `fp`), once the raw return address is one.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn to_caller(
+        &self,
+        cur: &mut Cursor,
+        cfa: u64,
+        fp: u64,
+        raw_ra: u64,
+        kind: FrameKind,
+        witness: Witness,
+        exact: bool,
+    ) -> Result<Step, Reason> {
+        if self.cfg.end == EndRule::FinalRecord && fp == 0 && raw_ra == 0 {
             // A meta/final record where ORC proves a C function keeps its frame record.
             return Err(Reason::BadMetaRecord);
         }
-        let (pc, kind) = self.return_address(raw_ra, prev_fp, kind, cur)?;
-        Ok(Step::Next(Cursor { pc, sp: cfa, fp: prev_fp, lr: None, exact: e.signal() }, kind, witness))
+        let (pc, kind) = self.return_address(raw_ra, fp, kind, cur)?;
+        *cur = Cursor { pc, sp: cfa, fp, lr: None, exact };
+        Ok(Step::Moved(kind, witness))
     }
 
     /// One step under the mainline policy: the frame record at fp, no ORC.
@@ -632,7 +717,7 @@ where
         }
         frames = frames.saturating_add(1);
         let step = match cfg.policy {
-            Policy::Orcwalk => w.step_orc(&cur),
+            Policy::Orcwalk => w.step_orc(&mut cur),
             Policy::Mainline => w.step_mainline(&cur),
         };
         match step {
@@ -642,6 +727,11 @@ where
                 kind = k;
                 witness = w;
             }
+            Ok(Step::Moved(k, w)) => {
+                kind = k;
+                witness = w;
+            }
+            // A step moves the cursor only once it succeeded: it is the failing frame's.
             Err(reason) => return fail(reason, &cur),
         }
     }

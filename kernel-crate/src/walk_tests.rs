@@ -51,6 +51,7 @@ fn rows_of(mut r: Vec<(u64, OrcEntry)>, extra: &[(u64, OrcEntry)]) -> Vec<(u64, 
     r
 }
 
+#[derive(Debug, PartialEq)]
 struct Run {
     verdict: Verdict,
     pcs: Vec<u64>,
@@ -760,17 +761,17 @@ mod properties {
         );
     }
 
-    /// Corrupt one word of a valid stack (which must change it): the walk may say unreliable,
-    /// but if it says reliable, the frames must be the true ones. The interrupted function is
-    /// any shape at any instruction; earlier calls that returned left their frames below sp.
-    fn corrupted_never_falsely_reliable(
+    /// A valid stack with one word corrupted (`None` when the corruption would not change it):
+    /// the interrupted function is any shape at any instruction; earlier calls that returned
+    /// left their frames below sp. The builder, where to start, and the corrupted address.
+    fn corrupted_stack(
         interrupt: bool,
         which: u8,
         off: u8,
         victim: u16,
         kind: u8,
         val: u16,
-    ) -> TestResult {
+    ) -> Option<(Builder, Start, u64)> {
         let layout = KernelLayout::V6_13;
         let mut b = Builder::new(layout);
         b.call(A).call(BIG).call(NOREC).returned(&[TAG, ER, B]);
@@ -781,7 +782,6 @@ mod properties {
         }
         b.call(TAG).call(ER).call(A).call(B).returned(&[A, TAG, ER]);
         let start = b.start_call();
-        let truth = b.expected();
         let words: Vec<u64> = b.mem.0.keys().copied().collect();
         let addr = words[usize::from(victim) % words.len()];
         let old = b.mem.0[&addr];
@@ -793,9 +793,26 @@ mod properties {
             _ => old ^ (1 << (val % 64)),
         };
         if new == old {
-            return TestResult::discard();
+            return None;
         }
         b.w(addr, new);
+        Some((b, start, addr))
+    }
+
+    /// Corrupt one word of a valid stack (which must change it): the walk may say unreliable,
+    /// but if it says reliable, the frames must be the true ones.
+    fn corrupted_never_falsely_reliable(
+        interrupt: bool,
+        which: u8,
+        off: u8,
+        victim: u16,
+        kind: u8,
+        val: u16,
+    ) -> TestResult {
+        let Some((b, start, addr)) = corrupted_stack(interrupt, which, off, victim, kind, val) else {
+            return TestResult::discard();
+        };
+        let truth = b.expected();
         // Live return-address slots and pt_regs.pc define the stack rather than corrupt it: any
         // text address there is another self-consistent stack (interrupted elsewhere, returning
         // elsewhere) whose truth this builder did not execute, and a live record is out of scope
@@ -806,8 +823,132 @@ mod properties {
             return TestResult::discard();
         }
         // With a correct table, recovering record-less frames through ORC is sound: exercise it.
-        let r = run(&b, start, Config::kernel(layout));
+        let r = run(&b, start, Config::kernel(b.layout));
         TestResult::from_bool(!r.verdict.is_reliable() || r.pcs == truth)
+    }
+
+    /// `walk` as the general step alone takes it (no `common_row`).
+    fn without_common_row<T>(f: impl FnOnce() -> T) -> T {
+        crate::walk::NO_COMMON_ROW.with(|c| c.set(true));
+        let r = f();
+        crate::walk::NO_COMMON_ROW.with(|c| c.set(false));
+        r
+    }
+
+    /// The common row's shortcut gives exactly the general step's walk (verdict, reason, the
+    /// failing frame, every frame's pc, kind and witness) on any corrupted stack, any word
+    /// included (live return addresses too), strict or not.
+    fn common_row_agrees_on_corrupted_stacks(
+        interrupt: bool,
+        which: u8,
+        off: u8,
+        victim: u16,
+        kind: u8,
+        val: u16,
+        strict: bool,
+    ) -> TestResult {
+        let Some((b, start, _)) = corrupted_stack(interrupt, which, off, victim, kind, val) else {
+            return TestResult::discard();
+        };
+        let cfg = Config { strict, ..Config::kernel(b.layout) };
+        let fast = run(&b, start, cfg);
+        TestResult::from_bool(fast == without_common_row(|| run(&b, start, cfg)))
+    }
+
+    /// The same on memory that is garbage everywhere, from any start.
+    fn common_row_agrees_on_garbage(seed: u64, pc: u16, sp: u16, fp: u16, regs: bool) -> bool {
+        let code = Code { table: table_from_rows(rows(&[])), sync_only: None, proven: true };
+        let (pc, sp, fp) =
+            (TEXT + u64::from(pc) % 0x1000, TASK_LOW + u64::from(sp) % 0x4000, TASK_LOW + u64::from(fp) % 0x4000);
+        let start = if regs { Start::Regs { pc, sp, fp, lr: pc } } else { Start::Call { pc, sp, fp } };
+        let cfg = Config::kernel(KernelLayout::V6_13);
+        let walk_garbage = || {
+            let mem = Garbage { seed, reads: Cell::new(0) };
+            let mut frames = Vec::new();
+            let v = walk(start, &cfg, &mem, &StackList { stacks: &stacks() }, &code, &Graph::default(), |f| {
+                frames.push((f.pc, f.fp, f.kind, f.witness));
+                true
+            });
+            (v, frames)
+        };
+        walk_garbage() == without_common_row(walk_garbage)
+    }
+
+    /// The same on two frames made for any rows of the common row's registers (any offsets,
+    /// any sign, misaligned, any type, signal bit or not, call-site-only CFI or not; x29 off
+    /// the record or not; the second record above or below the first; near the stack's top):
+    /// the chain the rows ask for, with its words where they land (readable on the stack or
+    /// off it, as kernel memory is), so that each of the shortcut's checks meets both answers.
+    /// `x`: bits 0-1 and 2-3 the rows' types, 4-5 their signal bits, 6 call-site-only CFI at
+    /// the second function, 7 the first record right under the stack's top; `flags`: 0-5 and 6
+    /// which offsets are any, 7 x29 off the record.
+    fn common_row_agrees_on_any_rows(o: [i8; 6], flags: u8, ra2: u16, below_top: u8, x: u8) -> bool {
+        // Half the cases all offsets as a prologue makes them (the CFA above sp, the record and
+        // the return address below it); the other half each one any multiple of 4 (either sign,
+        // misaligned half the time) at random.
+        let off = |i: usize| {
+            let v = i16::from(o[i]);
+            if flags & 0x40 != 0 && flags & (1 << i) != 0 {
+                return v * 4;
+            }
+            let n = 8 * (v.unsigned_abs() % 64) as i16;
+            // (An eighth of the return addresses above the CFA, to meet the stack's top.)
+            [16 + n, -16 - n, if v < -96 { n } else { -8 - n }][i % 3]
+        };
+        let kinds = [Kind::Call, Kind::Call, Kind::EndOfStack, Kind::Regs];
+        let row = |i: usize, k: u8, signal: bool| {
+            let kind = kinds[usize::from(k & 3)];
+            OrcEntry::new(kind, Reg::Sp, off(i), Reg::PrevSp, off(i + 1), Reg::PrevSp, off(i + 2), signal)
+        };
+        let (p, q) = (TEXT + 0x2000, TEXT + 0x2100);
+        let table = std::vec![
+            (p, row(0, x, x & 0x10 != 0)),
+            (p + 0x80, OrcEntry::UNDEFINED),
+            (q, row(3, x >> 2, x & 0x20 != 0)),
+            (q + 0x80, OrcEntry::UNDEFINED),
+        ];
+        let sync_only = (x & 0x40 != 0).then_some((q, q + 0x80));
+        let code = Code { table: table_from_rows(table), sync_only, proven: true };
+        let at = |base: u64, i: usize| base.wrapping_add_signed(i64::from(off(i)));
+        // Near the stack's top, so that records and slots also land on it, across it and above.
+        let mut sp = TASK_HIGH - 8 * u64::from(below_top);
+        if x & 0x80 != 0 {
+            sp = (TASK_HIGH - 8).wrapping_sub_signed(i64::from(off(0)) + i64::from(off(1)));
+        }
+        let (cfa1, mut b) = (at(sp, 0), Builder::new(KernelLayout::V6_13));
+        b.mem.0.clear();
+        let (record1, cfa2) = (at(cfa1, 1), at(cfa1, 3));
+        let record2 = at(cfa2, 4);
+        b.w(record1, record2);
+        b.w(at(cfa1, 2), q + 4);
+        b.w(record2, TASK_LOW + 0x3000);
+        b.w(at(cfa2, 5), TEXT + u64::from(ra2) % 0x4000 / 4 * 4);
+        let fp = if flags & 0x80 != 0 { record1 ^ 8 } else { record1 };
+        let start = Start::Call { pc: p + 8, sp, fp };
+        let cfg = Config { max_frames: 4, ..Config::kernel(KernelLayout::V6_13) };
+        let run = || walk_code(&b, start, cfg, &code, &Graph::default(), &stacks());
+        run() == without_common_row(run)
+    }
+
+    #[test]
+    fn the_common_row_shortcut_changes_no_walk() {
+        let before = crate::walk::COMMON_ROW_STEPS.with(Cell::get);
+        property(
+            "common_row_corrupted",
+            cases(),
+            10,
+            common_row_agrees_on_corrupted_stacks as fn(bool, u8, u8, u16, u8, u16, bool) -> TestResult,
+        );
+        property(
+            "common_row_garbage",
+            cases(),
+            1,
+            common_row_agrees_on_garbage as fn(u64, u16, u16, u16, bool) -> bool,
+        );
+        property("common_row_rows", cases(), 1, common_row_agrees_on_any_rows as fn([i8; 6], u8, u16, u8, u8) -> bool);
+        // Taken on most frames of those stacks (this thread's count): the comparison compared.
+        let taken = crate::walk::COMMON_ROW_STEPS.with(Cell::get) - before;
+        assert!(taken >= cases(), "the shortcut was taken {taken} times in {} cases", cases());
     }
 
     /// A random chain of callers, stale frames below it, one function interrupted (at a pc where
