@@ -140,7 +140,7 @@ fn lookup(c: &mut Criterion) {
             ftrace: None,
         };
         let cache = OrcCache::<64>::new();
-        let cached = CachedCode { code: &code, cache: &cache };
+        let cached = CachedCode { code: &code, cache: Some(&cache) };
         for pc in &hot {
             assert_eq!(cached.orc(*pc), t.find_entry(*pc), "{pc:#x}");
         }

@@ -177,7 +177,7 @@ fn chain_and_walks(
     });
     g.bench_function("orcwalk_cached/direct", |b| {
         let cache = OrcCache::<CACHE_SLOTS>::new();
-        let cached = CachedCode { code, cache: &cache };
+        let cached = CachedCode { code, cache: Some(&cache) };
         b.iter(|| chosen.iter().map(|(d, m)| orcwalk_frames(d, m, &cached, cfg).unwrap_or(0)).sum::<usize>())
     });
 }

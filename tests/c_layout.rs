@@ -185,9 +185,13 @@ mod abi {
                 ctx,
                 function,
                 ftrace,
-                module
+                module,
+                cache
             ]
         );
         assert_eq!(c::orcwalk_stack_kind_ORCWALK_STACK_EFI, 5);
+        assert_eq!(c::ORCWALK_CACHE_SLOTS as usize, r::CACHE_SLOTS);
+        assert_eq!(size_of::<c::orcwalk_cache>(), size_of::<r::OrcwalkCache>());
+        assert_eq!(align_of::<c::orcwalk_cache>(), align_of::<r::OrcwalkCache>());
     }
 }

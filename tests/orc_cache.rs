@@ -31,7 +31,7 @@ fn a_shared_cache_changes_no_walk() {
         let table = TableFile::parse(&table_bytes).unwrap();
         let code = replay::code(&dumps[0].1.info, table);
         let cache = OrcCache::<64>::new();
-        let cached = CachedCode { code: &code, cache: &cache };
+        let cached = CachedCode { code: &code, cache: Some(&cache) };
         let mut reliable = 0;
         for round in 0..2 {
             if round == 1 {

@@ -88,6 +88,16 @@ struct orcwalk_ftrace {
 	unsigned long long callsite, size, record, fp, lr, sp;
 };
 
+/*
+ * A cache of ORC lookups the caller owns (orcwalk::OrcCache): 16 bytes a slot, a pc and the
+ * answer for it. Valid for one set of tables: empty it (memset 0xff) when a table is added or
+ * removed (a module loaded or unloaded). One walk at a time may use it.
+ */
+#define ORCWALK_CACHE_SLOTS 512
+struct orcwalk_cache {
+	unsigned long long slots[ORCWALK_CACHE_SLOTS][2];
+};
+
 struct orcwalk_context {
 	struct orcwalk_table table;
 	struct orcwalk_layout layout;
@@ -107,6 +117,7 @@ struct orcwalk_context {
 	orcwalk_function_fn function;		/* may be NULL: no call-site callee check */
 	struct orcwalk_ftrace ftrace;
 	orcwalk_module_fn module;		/* may be NULL: module code is then unreliable */
+	struct orcwalk_cache *cache;		/* may be NULL: every lookup in the tables */
 };
 
 /* reason: 0 reliable, else orcwalk::Reason discriminant + 1 (see kernel-crate/src/verdict.rs). */

@@ -262,6 +262,7 @@ impl<C: CodeInfo, M: crate::memory::Memory, F: FunctionBounds, L: Loaded> CodeIn
 /// unloaded). With the same tables the walk's answers, and so its verdicts, are the same with
 /// or without it: a slot only ever repeats what the table said for exactly that pc.
 #[derive(Debug)]
+#[repr(transparent)] // C allocates it (`struct orcwalk_cache`): its slots and nothing else
 pub struct OrcCache<const N: usize> {
     slots: [Slot; N],
 }
@@ -335,7 +336,8 @@ impl<const N: usize> OrcCache<N> {
 #[derive(Debug)]
 pub struct CachedCode<'a, C, const N: usize> {
     pub code: &'a C,
-    pub cache: &'a OrcCache<N>,
+    /// `None`: every lookup is the table's (one type for a caller that may have no cache).
+    pub cache: Option<&'a OrcCache<N>>,
 }
 
 impl<C: CodeInfo, const N: usize> CodeInfo for CachedCode<'_, C, N> {
@@ -345,11 +347,12 @@ impl<C: CodeInfo, const N: usize> CodeInfo for CachedCode<'_, C, N> {
     }
     #[inline]
     fn orc(&self, pc: u64) -> Option<OrcEntry> {
-        if let Some(e) = self.cache.get(pc) {
+        let Some(cache) = self.cache else { return self.code.orc(pc) };
+        if let Some(e) = cache.get(pc) {
             return e;
         }
         let e = self.code.orc(pc);
-        self.cache.put(pc, e);
+        cache.put(pc, e);
         e
     }
     #[inline]
@@ -404,7 +407,7 @@ mod tests {
     }
 
     fn twice<const N: usize>(code: &Fixed, cache: &OrcCache<N>, pc: u64) -> [Option<OrcEntry>; 2] {
-        let cached = CachedCode { code, cache };
+        let cached = CachedCode { code, cache: Some(cache) };
         [cached.orc(pc), cached.orc(pc)]
     }
 
@@ -437,7 +440,7 @@ mod tests {
         let row = OrcEntry::from_bytes([1, 0, 2, 0, 3, 0, 0x11, 0x21]);
         let code = Fixed { entry: Some(row), lookups: Cell::new(0) };
         let cache = OrcCache::<1>::new();
-        let cached = CachedCode { code: &code, cache: &cache };
+        let cached = CachedCode { code: &code, cache: Some(&cache) };
         for pc in [0x1000, 0x2000, 0x1000] {
             assert_eq!(cached.orc(pc), Some(row));
         }

@@ -11,7 +11,7 @@ use core::ffi::{CStr, c_char, c_void};
 use orc_format::module::ModuleTable;
 use orc_format::{IndexParts, OrcTable, TableError, TableFile};
 
-use crate::code::{FtraceFrame, FunctionBounds, Loaded, TableCode, TextInMemory};
+use crate::code::{CachedCode, FtraceFrame, FunctionBounds, Loaded, OrcCache, TableCode, TextInMemory};
 use crate::frame::Frame;
 use crate::layout::KernelLayout;
 use crate::memory::Memory;
@@ -182,7 +182,17 @@ pub struct OrcwalkContext {
     /// Module text and tables, or null: then module code is not text, and a stack through it
     /// is unreliable.
     pub module: Option<ModuleFn>,
+    /// A lookup cache the caller owns (`struct orcwalk_cache`), or null. Valid for one set of
+    /// tables: the caller empties it (every byte 0xff) when a table is added or removed. Used by
+    /// one walk at a time.
+    pub cache: *mut OrcwalkCache,
 }
+
+/// Slots of the C ABI's lookup cache (`ORCWALK_CACHE_SLOTS`).
+pub const CACHE_SLOTS: usize = 512;
+
+/// `struct orcwalk_cache`: an [`OrcCache`] C allocates (8 KiB); all bytes 0xff is empty.
+pub type OrcwalkCache = OrcCache<CACHE_SLOTS>;
 
 /// `ftrace_caller`'s frame, as C passes it (`struct orcwalk_ftrace`): the return address of its
 /// call to the tracer callback (0: none), the frame's size, the first record's offset, and the
@@ -409,6 +419,9 @@ pub unsafe extern "C" fn orcwalk_stack_walk_reliable(
         let functions = CFunctions { function: c.function, ctx: c.ctx };
         let modules = CModules { module: c.module, ctx: c.ctx };
         let code = TextInMemory { code: &code, mem: &mem, functions: &functions, loaded: &modules };
+        // SAFETY: the caller passes null or its cache, used by this walk alone.
+        let cache = unsafe { c.cache.as_ref() };
+        let code = CachedCode { code: &code, cache };
         let rec =
             CRecovery { recover: c.recover, fgraph: c.fgraph_return, kretprobe: c.kretprobe_trampoline, ctx: c.ctx };
         walk(start, &cfg, &mem, &CStacks(given), &code, &rec, |f: &Frame| consume(cookie, f.pc))

@@ -117,6 +117,7 @@ fn context(s: &Sections, mem: &BTreeMap<u64, u64>, stack: &OrcwalkStack, pc: u64
         function: None,
         ftrace: OrcwalkFtrace::default(),
         module: None,
+        cache: core::ptr::null_mut(),
     }
 }
 
@@ -172,6 +173,42 @@ fn walk_through_the_c_abi() {
     assert_eq!(rc, -22);
     assert_eq!(v.reason, Reason::FpMismatch as u32 + 1);
     assert_eq!(v.pc, s.text + 0x120);
+}
+
+/// A cache C allocated and emptied (every byte 0xff) gives the same walks as none, and keeps the
+/// answers across walks: the second walk's lookups are all in it.
+#[test]
+fn a_caller_owned_cache_changes_no_walk() {
+    let s = sections();
+    let (mut mem, b_rec) = a_calls_b(&s);
+    let stack = OrcwalkStack { low: TASK_LOW, high: TASK_HIGH, kind: 0, pad: 0 };
+    let mut cache = std::boxed::Box::new(std::mem::MaybeUninit::<OrcwalkCache>::uninit());
+    // SAFETY: the C caller's way to empty it; every byte pattern is a valid OrcwalkCache.
+    let cache = unsafe {
+        core::ptr::write_bytes(cache.as_mut_ptr(), 0xff, 1);
+        &mut *cache.as_mut_ptr()
+    };
+    let walk_with = |mem: &BTreeMap<u64, u64>, cache: *mut OrcwalkCache| {
+        let ctx = OrcwalkContext { cache, ..context(&s, mem, &stack, s.text + 0x220, b_rec, b_rec) };
+        let (mut frames, mut v) = (Vec::<u64>::new(), OrcwalkVerdict::default());
+        let rc = unsafe { orcwalk_stack_walk_reliable(consume, &mut frames as *mut _ as *mut c_void, &ctx, &mut v) };
+        (rc, v.reason, v.pc, frames)
+    };
+    let cached = cache as *mut OrcwalkCache;
+    let want = walk_with(&mem, core::ptr::null_mut());
+    assert_eq!(want.0, 0);
+    for _ in 0..2 {
+        assert_eq!(walk_with(&mem, cached), want);
+    }
+    // SAFETY: OrcwalkCache is its slots, 16 bytes each ([pc, answer]; pc u64::MAX while empty).
+    let slots = unsafe { &*(cached as *const [[u64; 2]; CACHE_SLOTS]) };
+    let filled: Vec<u64> = slots.iter().filter(|s| s[0] != u64::MAX).map(|s| s[0]).collect();
+    assert!(filled.len() >= 3, "the walk's lookups are kept: {filled:x?}");
+    // The same cache on a corrupted stack (the tables are the same): the same refusal.
+    mem.insert(b_rec, b_rec + 64);
+    let want = walk_with(&mem, core::ptr::null_mut());
+    assert_eq!(want.1, Reason::FpMismatch as u32 + 1);
+    assert_eq!(walk_with(&mem, cached), want);
 }
 
 #[test]
