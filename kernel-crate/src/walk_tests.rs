@@ -761,17 +761,15 @@ mod properties {
         );
     }
 
+    /// Which function is interrupted, where, and which word is corrupted how: (an exception on
+    /// the stack, the interrupted function, its pc, the word, the kind of corruption, a value).
+    type Corruption = (bool, u8, u8, u16, u8, u16);
+
     /// A valid stack with one word corrupted (`None` when the corruption would not change it):
     /// the interrupted function is any shape at any instruction; earlier calls that returned
     /// left their frames below sp. The builder, where to start, and the corrupted address.
-    fn corrupted_stack(
-        interrupt: bool,
-        which: u8,
-        off: u8,
-        victim: u16,
-        kind: u8,
-        val: u16,
-    ) -> Option<(Builder, Start, u64)> {
+    fn corrupted_stack(c: Corruption) -> Option<(Builder, Start, u64)> {
+        let (interrupt, which, off, victim, kind, val) = c;
         let layout = KernelLayout::V6_13;
         let mut b = Builder::new(layout);
         b.call(A).call(BIG).call(NOREC).returned(&[TAG, ER, B]);
@@ -801,15 +799,8 @@ mod properties {
 
     /// Corrupt one word of a valid stack (which must change it): the walk may say unreliable,
     /// but if it says reliable, the frames must be the true ones.
-    fn corrupted_never_falsely_reliable(
-        interrupt: bool,
-        which: u8,
-        off: u8,
-        victim: u16,
-        kind: u8,
-        val: u16,
-    ) -> TestResult {
-        let Some((b, start, addr)) = corrupted_stack(interrupt, which, off, victim, kind, val) else {
+    fn corrupted_never_falsely_reliable(c: Corruption) -> TestResult {
+        let Some((b, start, addr)) = corrupted_stack(c) else {
             return TestResult::discard();
         };
         let truth = b.expected();
@@ -838,16 +829,8 @@ mod properties {
     /// The common row's shortcut gives exactly the general step's walk (verdict, reason, the
     /// failing frame, every frame's pc, kind and witness) on any corrupted stack, any word
     /// included (live return addresses too), strict or not.
-    fn common_row_agrees_on_corrupted_stacks(
-        interrupt: bool,
-        which: u8,
-        off: u8,
-        victim: u16,
-        kind: u8,
-        val: u16,
-        strict: bool,
-    ) -> TestResult {
-        let Some((b, start, _)) = corrupted_stack(interrupt, which, off, victim, kind, val) else {
+    fn common_row_agrees_on_corrupted_stacks(c: Corruption, strict: bool) -> TestResult {
+        let Some((b, start, _)) = corrupted_stack(c) else {
             return TestResult::discard();
         };
         let cfg = Config { strict, ..Config::kernel(b.layout) };
@@ -937,7 +920,7 @@ mod properties {
             "common_row_corrupted",
             cases(),
             10,
-            common_row_agrees_on_corrupted_stacks as fn(bool, u8, u8, u16, u8, u16, bool) -> TestResult,
+            common_row_agrees_on_corrupted_stacks as fn(Corruption, bool) -> TestResult,
         );
         property(
             "common_row_garbage",
@@ -1012,12 +995,7 @@ mod properties {
 
     #[test]
     fn corruption_is_never_reliable_with_wrong_frames() {
-        property(
-            "corruption",
-            cases(),
-            10,
-            corrupted_never_falsely_reliable as fn(bool, u8, u8, u16, u8, u16) -> TestResult,
-        );
+        property("corruption", cases(), 10, corrupted_never_falsely_reliable as fn(Corruption) -> TestResult);
     }
 }
 
