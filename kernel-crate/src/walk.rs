@@ -180,10 +180,9 @@ fn offset(base: u64, off: i16) -> Result<u64, Reason> {
 }
 
 /// What the step from one frame produced.
+/// A step moves the walk's cursor to the next frame in place, once it has succeeded (so that a
+/// failure reports the frame it failed at), and says how that frame was found.
 enum Step {
-    Next(Cursor, FrameKind, Witness),
-    /// As `Next`, with the cursor already moved to the caller in place: nearly every frame's
-    /// step, which then writes the cursor once instead of building it to be copied.
     Moved(FrameKind, Witness),
     End,
 }
@@ -314,7 +313,7 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
     }
 
     /// Crosses the exception boundary whose `pt_regs.stackframe` is at `cur.fp`.
-    fn exception(&mut self, cur: &Cursor) -> Result<Step, Reason> {
+    fn exception(&mut self, cur: &mut Cursor) -> Result<Step, Reason> {
         let l = self.cfg.layout;
         let regs = cur.fp.checked_sub(l.stackframe).ok_or(Reason::OffStack)?;
         self.bounds.admit(regs, l.pt_regs_size, false)?;
@@ -346,7 +345,8 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
         if !self.code.is_text(pc) {
             return Err(Reason::UnknownText);
         }
-        Ok(Step::Next(Cursor { pc, sp, fp, lr: Some(lr), exact: true }, FrameKind::Exception, Witness::Two))
+        *cur = Cursor { pc, sp, fp, lr: Some(lr), exact: true };
+        Ok(Step::Moved(FrameKind::Exception, Witness::Two))
     }
 
     /// Crosses a user signal frame: `cur` is a return address into the signal-return trampoline,
@@ -355,7 +355,7 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
     /// pushed right above the sigframe). Two witnesses must agree: the saved context at a fixed
     /// offset from the sp chain, and the record from the x29 chain, which must be exactly the
     /// sigframe's: {x29, x30} of that context, with the interrupted sp right above it.
-    fn sigframe(&mut self, cur: &Cursor, insns: [u32; 2]) -> Result<Step, Reason> {
+    fn sigframe(&mut self, cur: &mut Cursor, insns: [u32; 2]) -> Result<Step, Reason> {
         let (frame, record) = (cur.sp, cur.fp);
         let size = record.checked_sub(frame).ok_or(Reason::BadSigframe)?;
         if insns != sigframe::TRAMPOLINE
@@ -390,7 +390,8 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
         if !self.code.is_text(pc) {
             return Err(Reason::UnknownText);
         }
-        Ok(Step::Next(Cursor { pc, sp, fp, lr: Some(lr), exact: true }, FrameKind::Exception, Witness::Two))
+        *cur = Cursor { pc, sp, fp, lr: Some(lr), exact: true };
+        Ok(Step::Moved(FrameKind::Exception, Witness::Two))
     }
 
     /// Crosses `ftrace_caller` at its call to a tracer callback: `cur` is the return address of
@@ -405,7 +406,7 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
     // Out of line: inlined, its locals would grow the walk's own frame for every step (the
     // kernel build's stack budget, scripts/check-kernel-crate).
     #[inline(never)]
-    fn ftrace(&mut self, cur: &Cursor, f: FtraceFrame) -> Result<Step, Reason> {
+    fn ftrace(&mut self, cur: &mut Cursor, f: FtraceFrame) -> Result<Step, Reason> {
         let base = cur.sp;
         let first = base.checked_add(f.record).ok_or(Reason::OffStack)?;
         let second = first.checked_add(16).ok_or(Reason::OffStack)?;
@@ -449,7 +450,8 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
             CallSite::NotACall => return Err(Reason::NotACallSite),
             CallSite::WrongCallee => return Err(Reason::WrongCallee),
         }
-        Ok(Step::Next(Cursor { pc, sp, fp, lr: Some(ra), exact: true }, FrameKind::Exception, Witness::Two))
+        *cur = Cursor { pc, sp, fp, lr: Some(ra), exact: true };
+        Ok(Step::Moved(FrameKind::Exception, Witness::Two))
     }
 
     /// The ORC entry for the current frame (`row`, the table's), or why it cannot be used.
@@ -649,7 +651,7 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
     }
 
     /// One step under the mainline policy: the frame record at fp, no ORC.
-    fn step_mainline(&mut self, cur: &Cursor) -> Result<Step, Reason> {
+    fn step_mainline(&mut self, cur: &mut Cursor) -> Result<Step, Reason> {
         if self.code.sigreturn(cur.pc).is_some() {
             // A signal frame is an exception boundary: mainline does not cross it.
             return Err(Reason::ExceptionBoundary);
@@ -671,7 +673,8 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
         let prev_fp = self.mem.read_u64(cur.fp).ok_or(Reason::ReadFault)?;
         let raw = self.mem.read_u64(cur.fp.checked_add(8).ok_or(Reason::OffStack)?).ok_or(Reason::ReadFault)?;
         let (pc, kind) = self.return_address(raw, prev_fp, FrameKind::Return, cur)?;
-        Ok(Step::Next(Cursor { pc, sp: cur.fp, fp: prev_fp, lr: None, exact: false }, kind, Witness::FramePointer))
+        *cur = Cursor { pc, sp: cur.fp, fp: prev_fp, lr: None, exact: false };
+        Ok(Step::Moved(kind, Witness::FramePointer))
     }
 }
 
@@ -718,15 +721,10 @@ where
         frames = frames.saturating_add(1);
         let step = match cfg.policy {
             Policy::Orcwalk => w.step_orc(&mut cur),
-            Policy::Mainline => w.step_mainline(&cur),
+            Policy::Mainline => w.step_mainline(&mut cur),
         };
         match step {
             Ok(Step::End) => return Verdict::Reliable,
-            Ok(Step::Next(next, k, w)) => {
-                cur = next;
-                kind = k;
-                witness = w;
-            }
             Ok(Step::Moved(k, w)) => {
                 kind = k;
                 witness = w;
