@@ -454,14 +454,13 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
         Ok(Step::Moved(FrameKind::Exception, Witness::Two))
     }
 
-    /// The ORC entry for the current frame (`row`, the table's), or why it cannot be used.
-    fn entry(&self, cur: &Cursor, row: Option<OrcEntry>) -> Result<Option<OrcEntry>, Reason> {
+    /// The ORC entry for the current frame (`row`, the table's at `at`), or why it cannot be
+    /// used.
+    fn entry(&self, cur: &Cursor, at: Option<u64>, row: Option<OrcEntry>) -> Result<Option<OrcEntry>, Reason> {
         if cur.exact && !self.code.exact_pc_proven(cur.pc) {
             return Err(Reason::SyncOnlyCfi);
         }
-        if !cur.exact && cur.pc < 4 {
-            return Err(Reason::UnknownText);
-        }
+        at.ok_or(Reason::UnknownText)?;
         let e = row.ok_or(Reason::MissingOrc)?;
         match e.kind() {
             Some(Kind::Call) => Ok(Some(e)),
@@ -495,7 +494,7 @@ impl<M: Memory, S: Stacks, C: CodeInfo, R: ReturnRecovery> Walker<'_, M, S, C, R
         if self.cfg.end == EndRule::FinalRecord && !cur.exact {
             self.bounds.check(cur.fp, 16)?;
         }
-        let e = match self.entry(cur, row) {
+        let e = match self.entry(cur, at, row) {
             Ok(e) => e,
             Err(why @ (Reason::MissingOrc | Reason::OrcUndefined)) => {
                 return match self.meta(cur)? {
