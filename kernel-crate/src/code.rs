@@ -307,26 +307,25 @@ impl<const N: usize> OrcCache<N> {
         let h = (pc >> 2) ^ (pc >> 13);
         self.slots.get((h as usize) & N.wrapping_sub(1))
     }
+}
 
-    /// The cached answer for `pc`, if there is one.
-    #[inline(always)]
-    fn get(&self, pc: u64) -> Option<Option<OrcEntry>> {
-        let [key, value] = self.slot(pc)?.get();
-        if key != pc || pc == EMPTY {
-            return None;
-        }
-        Some((value != NO_ENTRY).then(|| OrcEntry::from_bytes(value.to_le_bytes())))
+/// The answer `slot` holds for `pc`, if it holds one.
+#[inline(always)]
+fn cached(slot: &Slot, pc: u64) -> Option<Option<OrcEntry>> {
+    let [key, value] = slot.get();
+    if key != pc || pc == EMPTY {
+        return None;
     }
+    Some((value != NO_ENTRY).then(|| OrcEntry::from_bytes(value.to_le_bytes())))
+}
 
-    #[inline(always)]
-    fn put(&self, pc: u64, e: Option<OrcEntry>) {
-        let value = e.map_or(NO_ENTRY, |e| u64::from_le_bytes(e.to_bytes()));
-        if let Some(slot) = self.slot(pc)
-            && pc != EMPTY
-            && (e.is_none() || value != NO_ENTRY)
-        {
-            slot.set([pc, value]);
-        }
+/// Keeps `e` as the answer for `pc` in `slot`, unless it cannot be told from an empty slot or
+/// from "no entry".
+#[inline(always)]
+fn keep(slot: &Slot, pc: u64, e: Option<OrcEntry>) {
+    let value = e.map_or(NO_ENTRY, |e| u64::from_le_bytes(e.to_bytes()));
+    if pc != EMPTY && (e.is_none() || value != NO_ENTRY) {
+        slot.set([pc, value]);
     }
 }
 
@@ -347,12 +346,13 @@ impl<C: CodeInfo, const N: usize> CodeInfo for CachedCode<'_, C, N> {
     }
     #[inline]
     fn orc(&self, pc: u64) -> Option<OrcEntry> {
-        let Some(cache) = self.cache else { return self.code.orc(pc) };
-        if let Some(e) = cache.get(pc) {
+        // The slot is picked once for the lookup and for keeping its answer.
+        let Some(slot) = self.cache.and_then(|c| c.slot(pc)) else { return self.code.orc(pc) };
+        if let Some(e) = cached(slot, pc) {
             return e;
         }
         let e = self.code.orc(pc);
-        cache.put(pc, e);
+        keep(slot, pc, e);
         e
     }
     #[inline]
