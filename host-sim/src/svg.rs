@@ -499,30 +499,20 @@ fn header(svg: &mut String, report: &ShowReport, walk: &DumpReport, unit: u64) -
         ly + 4.0
     );
     let mut x = MARGIN + 32.0 + 30.0 * CHAR + 14.0;
-    let _ = write!(
-        svg,
-        r##"<rect x="{x:.1}" y="{:.1}" width="26" height="10" fill="#ffe0b2" stroke="#ef6c00" stroke-dasharray="3 2"/><text x="{:.1}" y="{:.1}">pt_regs</text>"##,
-        ly - 5.0,
-        x + 32.0,
-        ly + 4.0
+    // A swatch `width` wide at x, its label after it, and x past both.
+    let mut item = |x: &mut f64, swatch: String, width: f64, label: &str| {
+        let _ = write!(svg, r##"{swatch}<text x="{:.1}" y="{:.1}">{label}</text>"##, *x + width, ly + 4.0);
+        *x += width + label.chars().count() as f64 * CHAR + 20.0;
+    };
+    let top = ly - 5.0;
+    let swatch = format!(
+        r##"<rect x="{x:.1}" y="{top:.1}" width="26" height="10" fill="#ffe0b2" stroke="#ef6c00" stroke-dasharray="3 2"/>"##
     );
-    x += 32.0 + 7.0 * CHAR + 20.0;
-    let _ = write!(
-        svg,
-        r##"<rect x="{x:.1}" y="{:.1}" width="26" height="10" fill="#e3f2fd" stroke="#9e9e9e"/><text x="{:.1}" y="{:.1}">memory in the dump</text>"##,
-        ly - 5.0,
-        x + 32.0,
-        ly + 4.0
-    );
-    x += 32.0 + 18.0 * CHAR + 20.0;
-    let _ = write!(
-        svg,
-        r##"<path d="M{x:.1},{:.1} l10,10 m0,-10 l-10,10" stroke="{FAIL}" stroke-width="3"/><text x="{:.1}" y="{:.1}">failed step</text>"##,
-        ly - 5.0,
-        x + 18.0,
-        ly + 4.0
-    );
-    x += 18.0 + 11.0 * CHAR + 20.0;
+    item(&mut x, swatch, 32.0, "pt_regs");
+    let swatch = format!(r##"<rect x="{x:.1}" y="{top:.1}" width="26" height="10" fill="#e3f2fd" stroke="#9e9e9e"/>"##);
+    item(&mut x, swatch, 32.0, "memory in the dump");
+    let swatch = format!(r##"<path d="M{x:.1},{top:.1} l10,10 m0,-10 l-10,10" stroke="{FAIL}" stroke-width="3"/>"##);
+    item(&mut x, swatch, 18.0, "failed step");
     // The scale: the columns' ticks.
     let text = format!("to scale: {} a tick, high addresses at the top", kib(unit));
     let _ = write!(svg, r##"<text x="{x:.1}" y="{:.1}">{}</text></g>"##, ly + 4.0, esc(&text));
